@@ -1,0 +1,300 @@
+"""`edgeopt build` as a library call: runs the stages in order with the stage cache, then writes
+the build directory (atomically) and returns the result document that `--json` prints.
+
+The pipeline owns ordering, caching, timing and the manifest; each stage is a plain function in
+`edgeopt.stages` that writes its outputs into a folder it is given and returns a typed result.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeopt import artifacts, targets
+from edgeopt.artifacts import sha256_file
+from edgeopt.cache import CacheEntry, StageCache, cache_key
+from edgeopt.data import load_dataset
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import BadInput
+from edgeopt.models.source import ModelSource, resolve_source
+from edgeopt.models.spec import ModelSpec
+from edgeopt.resources import shipped
+from edgeopt.report import gates as gate_rules
+from edgeopt.stages.validate import ValidateResult
+
+Progress = Callable[[str, str, dict], None]  # (event, stage, details); events: start, done
+
+
+class BuildOptions(BaseModel):
+    """Everything `edgeopt build` needs; the CLI fills it from its options."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str | None = Field(None, description="model reference; none: the bundled example")
+    target: str = Field("cpu", description="profile name or alias; cpu = this host")
+    calib: Path | None = Field(None, description="calibration data")
+    eval: Path | None = Field(None, description="evaluation data (labels optional)")
+    out: Path | None = Field(None, description="build directory; default build/<model>/<target>")
+    targets_dir: Path | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    input_shapes: tuple[str, ...] = ()
+    calib_samples: int = Field(256, ge=1)
+    calib_method: str = "minmax"
+    max_accuracy_drop: float | None = None
+    latency_seconds: float = Field(2.0, gt=0)
+    seed: int = 0
+
+
+class StageRecord(BaseModel):
+    name: str
+    seconds: float
+    cached: bool
+    key: str
+    params: dict
+    inputs: dict
+    outputs: dict
+    result: dict
+
+
+class Pipeline:
+    def __init__(self, options: BuildOptions, progress: Progress | None = None):
+        self.options = options
+        self.progress = progress or (lambda event, stage, details: None)
+        self.cache = StageCache(options.cache_dir, enabled=options.use_cache)
+        self.libraries = artifacts.library_versions()
+        self.records: list[StageRecord] = []
+        self.entries: dict[str, CacheEntry] = {}
+        self._torch_module = None
+
+    # -- running one stage -------------------------------------------------------------------
+    def _stage(self, name: str, params: dict, inputs: dict, work: Callable[[Path], BaseModel | dict]) -> CacheEntry:
+        key = cache_key(name, params, inputs, self.libraries)
+        self.progress("start", name, {})
+        started = time.perf_counter()
+        entry = self.cache.lookup(name, key)
+        cached = entry is not None
+        if entry is None:
+            workdir = self.cache.new_workdir(name)
+            try:
+                result = work(workdir)
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
+            entry = self.cache.store(name, key, workdir, result if isinstance(result, dict) else result.model_dump(mode="json"))
+        record = StageRecord(name=name, seconds=round(time.perf_counter() - started, 3), cached=cached, key=key,
+                             params=params, inputs=inputs, outputs=entry.files, result=entry.result)
+        self.records.append(record)
+        self.entries[name] = entry
+        self.progress("done", name, record.model_dump())
+        return entry
+
+    def _torch(self, source: ModelSource):
+        if self._torch_module is None:
+            from edgeopt.models import torch_loader
+
+            self._torch_module = torch_loader.load_module(source)
+        return self._torch_module
+
+    # -- the stages ----------------------------------------------------------------------------
+    def _load(self, source: ModelSource) -> tuple[ModelSpec, int]:
+        def work(folder: Path) -> dict:
+            if source.kind == "onnx":
+                from edgeopt.models import onnx_loader
+
+                spec = onnx_loader.model_spec(source)
+                params = onnx_loader.count_parameters(onnx_loader.load_checked(source.files[0]))
+            else:
+                from edgeopt.models import torch_loader
+
+                spec = torch_loader.model_spec(source)
+                params = torch_loader.count_parameters(self._torch(source))
+            return {"spec": spec.model_dump(mode="json"), "params": params}
+
+        entry = self._stage("load", {"kind": source.kind, "input_shapes": list(self.options.input_shapes)},
+                            {"model": source.sha256}, work)
+        return ModelSpec.model_validate(entry.result["spec"]), entry.result["params"]
+
+    def _export(self, source: ModelSource, spec: ModelSpec, check: Dataset) -> Path:
+        def work(folder: Path):
+            out = folder / "model.fp32.onnx"
+            if source.kind == "onnx":
+                shutil.copyfile(source.files[0], out)
+                return {"exporter": "none (ONNX input)", "max_abs_diff": 0.0}
+            from edgeopt.stages.export import export_onnx
+
+            return export_onnx(self._torch(source), spec, out, check)
+
+        entry = self._stage("export", {"spec": spec.model_dump(mode="json")},
+                            {"model": source.sha256, "check_data": check.sha256}, work)
+        return entry.path("model.fp32.onnx")
+
+    def _quantize(self, fp32: Path, calib: Dataset, target: targets.TargetProfile) -> Path:
+        def work(folder: Path):
+            from edgeopt.stages.quantize import quantize
+
+            return quantize(fp32, calib, target, folder, method=self.options.calib_method)
+
+        params = {"method": self.options.calib_method, "backend": target.backend,
+                  "activation_type": target.build.activation_type, "reduce_range": target.build.reduce_range,
+                  "int8_mode": target.build.int8_mode}
+        entry = self._stage("quantize", params, {"onnx_fp32": sha256_file(fp32), "calib": calib.sha256}, work)
+        return entry.path("model.int8.onnx")
+
+    def _compile(self, int8: Path, spec: ModelSpec, target: targets.TargetProfile) -> CacheEntry:
+        if target.backend == "onnxruntime":
+            def work(folder: Path):
+                from edgeopt.stages.compile_onnxruntime import compile_onnxruntime
+
+                return compile_onnxruntime(int8, target, folder)
+        else:
+            calibration_cache = self.entries["quantize"].path("calibration.cache")
+
+            def work(folder: Path):
+                from edgeopt.stages.compile_tensorrt import compile_tensorrt
+
+                result = compile_tensorrt(int8, target, spec.inputs, folder,
+                                          calibration_cache=calibration_cache if calibration_cache.exists() else None)
+                return result.model_dump(mode="json") if isinstance(result, BaseModel) else _jsonable(result)
+
+        return self._stage("compile", {"target": target.sha256()}, {"onnx_int8": sha256_file(int8)}, work)
+
+    def _validate(self, fp32: Path, candidate: Path, data: Dataset, spec: ModelSpec,
+                  target: targets.TargetProfile) -> ValidateResult:
+        host = artifacts.host_info()
+        same_arch = target.backend == "onnxruntime" and target.device.arch == host["machine"]
+        note = None if same_arch else (
+            "latency not measured: the target is a GPU; time the engine on the device"
+            if target.backend == "tensorrt" else f"latency not measured: the target is {target.device.arch}, this host is {host['machine']}")
+        threads = target.build.threads or host["cpus"] or 1
+
+        def work(folder: Path):
+            from edgeopt.stages.validate import validate
+
+            return validate(fp32, candidate, data, spec.task, latency_on_host=same_arch, threads=threads,
+                            latency_seconds=self.options.latency_seconds, latency_note=note)
+
+        params = {"task": spec.task, "latency_on_host": same_arch, "threads": threads,
+                  "seconds": self.options.latency_seconds, "host": host if same_arch else None}
+        entry = self._stage("validate", params, {"onnx_fp32": sha256_file(fp32), "candidate": sha256_file(candidate),
+                                                 "eval": data.sha256}, work)
+        return ValidateResult.model_validate(entry.result)
+
+    # -- the whole build ---------------------------------------------------------------------
+    def run(self) -> dict:
+        options = self.options
+        target = targets.resolve(options.target, options.targets_dir)
+        source = resolve_source(options.model, options.input_shapes)
+        calib_path, eval_path = self._data_paths()
+        spec, params = self._load(source)
+        calib_full = load_dataset(calib_path, spec, "calibration")
+        calib = calib_full.subset(options.calib_samples, seed=options.seed)
+        evaluation = load_dataset(eval_path, spec, "evaluation") if eval_path else calib_full
+        warnings = [] if eval_path else ["no --eval data: validated on the calibration data, which flatters INT8"]
+        overlap = len(calib.sample_hashes() & evaluation.sample_hashes()) if eval_path else 0
+        if overlap:
+            warnings.append(f"{overlap} calibration samples also appear in the evaluation data")
+
+        fp32 = self._export(source, spec, evaluation)
+        int8 = self._quantize(fp32, calib, target)
+        compiled = self._compile(int8, spec, target)
+        deployable = compiled.path(compiled.result["deployable"]) if target.backend == "onnxruntime" else None
+        metrics = self._validate(fp32, deployable or int8, evaluation, spec, target)
+        gate_config = target.gates if options.max_accuracy_drop is None else \
+            target.gates.model_copy(update={"max_accuracy_drop": options.max_accuracy_drop})
+        gates = gate_rules.evaluate(metrics, gate_config)
+
+        build_dir = (options.out or Path("build") / _slug(spec.name) / target.name).resolve()
+        return self._write_build(build_dir, source, spec, params, target, metrics, gates, warnings)
+
+    def _data_paths(self) -> tuple[Path, Path | None]:
+        options = self.options
+        if options.model is None and options.calib is None:
+            return shipped("calibration/digits_calib.npz"), options.eval or shipped("calibration/digits_eval.npz")
+        if options.calib is None:
+            raise BadInput("--calib is required for INT8 calibration (a .npz with one array per model input)")
+        return options.calib, options.eval
+
+    def _write_build(self, build_dir: Path, source: ModelSource, spec: ModelSpec, params: int,
+                     target: targets.TargetProfile, metrics: ValidateResult, gates: list, warnings: list) -> dict:
+        engine = self._engine_summary(target, build_dir)
+        with artifacts.staged_directory(build_dir) as staging:
+            for entry in self.entries.values():
+                for name in entry.files:
+                    artifacts.place(entry.path(name), staging / name)
+            artifacts.write_json_atomic(staging / "metrics.json", metrics.model_dump(mode="json"))
+            manifest = artifacts.new_manifest()
+            manifest.update({
+                "model": {"name": spec.name, "source": source.reference, "kind": source.kind, "sha256": source.sha256,
+                          "params": params, "spec": spec.model_dump(mode="json")},
+                "target": {**target.model_dump(mode="json"), "sha256": target.sha256()},
+                "stages": [r.model_dump(mode="json") for r in self.records],
+                "artifacts": [artifacts.describe_artifact(p, staging) for p in sorted(staging.rglob("*")) if p.is_file()],
+                "metrics": metrics.model_dump(mode="json"),
+                "gates": [g.model_dump() for g in gates],
+                "engine": engine,
+                "warnings": warnings,
+            })
+            artifacts.write_json_atomic(staging / "manifest.json", manifest)
+        status = "gate_failed" if any(g.passed is False for g in gates) else "ok"
+        deployable = build_dir / self.entries["compile"].result["deployable"] if target.backend == "onnxruntime" else (
+            build_dir / engine["engine"] if engine.get("engine") else None)
+        return {
+            "status": status,
+            "model": {"name": spec.name, "source": source.reference, "sha256": source.sha256,
+                      "params": params, "params_before_prune": params},
+            "target": {"name": target.name, "backend": target.backend},
+            "build_dir": str(build_dir),
+            "artifacts": {"onnx_fp32": str(build_dir / "model.fp32.onnx"), "onnx_int8": str(build_dir / "model.int8.onnx"),
+                          "deployable": str(deployable) if deployable else None},
+            "metrics": {"fp32": _precision(metrics.fp32), "int8": _precision(metrics.int8, int8=True)},
+            "engine": engine,
+            "stages": [{"name": r.name, "seconds": r.seconds, "cached": r.cached} for r in self.records],
+            "gates": [g.model_dump() for g in gates],
+            "warnings": warnings,
+            "manifest": str(build_dir / "manifest.json"),
+        }
+
+    def _engine_summary(self, target: targets.TargetProfile, build_dir: Path) -> dict:
+        if target.backend != "tensorrt":
+            return {"status": "not_applicable", "plan": None, "trtexec": None}
+        result = self.entries["compile"].result
+        engine = result.get("engine_path")
+        return {
+            "status": result["status"],
+            "reason": result.get("reason"),
+            "plan": str(build_dir / Path(result["plan_path"]).name),
+            "trtexec": result["trtexec"],
+            "engine": Path(engine).name if engine else None,
+        }
+
+
+def _precision(metrics, int8: bool = False) -> dict:
+    latency = metrics.latency_ms
+    body = {"accuracy": metrics.accuracy,
+            "latency_ms": {"p50": latency.p50, "p90": latency.p90, "p99": latency.p99} if latency else None}
+    if int8:
+        body.update({"agreement": metrics.agreement, "cosine_mean": metrics.cosine_mean,
+                     "cosine_min": metrics.cosine_min, "max_abs_error": metrics.max_abs_error})
+    return body
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def _jsonable(value) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    data = asdict(value) if is_dataclass(value) else dict(value)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+def build(options: BuildOptions, progress: Progress | None = None) -> dict:
+    """Run `edgeopt build`; returns the document DESIGN.md defines for `--json`."""
+    return Pipeline(options, progress).run()

@@ -1,0 +1,42 @@
+"""ONNX Runtime sessions on the host CPU, shared by export parity, quantization, validation and bench."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeopt.data.dataset import Dataset
+
+_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session(path: str | Path, threads: int | None = None, optimization: str = "all",
+            optimized_output: Path | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _LEVELS[optimization]
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if optimized_output is not None:
+        options.optimized_model_filepath = str(optimized_output)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_all(sess: ort.InferenceSession, data: Dataset, batch_size: int = 64) -> list[np.ndarray]:
+    """Every output of the model over the whole dataset, concatenated along the sample axis."""
+    names = {i.name for i in sess.get_inputs()}
+    fixed = [i.shape[0] for i in sess.get_inputs() if i.shape and isinstance(i.shape[0], int)]
+    batch_size = min(fixed) if fixed else batch_size  # a model exported with a static batch
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, len(data), batch_size):
+        feed = {k: v for k, v in data.batch(start, start + batch_size).items() if k in names}
+        chunks.append(sess.run(None, feed))
+    return [np.concatenate([chunk[i] for chunk in chunks]) for i in range(len(chunks[0]))]
