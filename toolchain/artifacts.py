@@ -78,6 +78,7 @@ def write_json_atomic(path: str | Path, value: object) -> None:
     with os.fdopen(fd, "w") as handle:
         json.dump(value, handle, indent=2, sort_keys=False, default=str)
         handle.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600
     os.replace(tmp, path)
 
 
@@ -87,6 +88,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
     final = Path(final).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-"))
+    staging.chmod(0o755)  # mkdtemp makes 0700; a build directory is meant to be shared
     try:
         yield staging
     except BaseException:

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
 from edgeopt.models.spec import ModelSpec
 
 
-def load_dataset(path: str | Path, spec: ModelSpec, what: str = "data") -> Dataset:
+class ReaderOptions(BaseModel):
+    """How to turn raw files into model inputs; unset fields come from the model's metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: tuple[int, int] | None = None  # images: height, width
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str | None = None  # NCHW or NHWC
+    seq_len: int | None = None  # texts: pad/truncate to this many tokens
+    tokenizer: Path | None = None  # texts: folder holding the model's tokenizer files
+
+
+def load_dataset(path: str | Path, spec: ModelSpec, what: str = "data",
+                 options: ReaderOptions | None = None) -> Dataset:
     """Read `path` for `spec`'s inputs. `what` ("calibration", "evaluation") names it in errors."""
     path = Path(path)
+    options = options or ReaderOptions()
     if not path.exists():
         raise BadInput(f"{path}: {what} data not found")
     if path.suffix == ".npz":
