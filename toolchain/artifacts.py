@@ -104,12 +104,10 @@ def staged_directory(final: Path) -> Iterator[Path]:
 
 
 def place(source: Path, destination: Path) -> Path:
-    """Put a cached artifact into the build directory: hard link when possible, else copy."""
+    """Copy a cached artifact into the build directory. A copy, not a hard link: a build
+    directory is a deliverable people edit and package, and an edit must not reach the cache."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
+    shutil.copyfile(source, destination)
     return destination
 
 

@@ -108,13 +108,15 @@ class _Progress:
 @click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples (deterministic sample).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Override the target's accuracy gate (fraction, 0.01 = 1 point).")
+@click.option("--latency-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
+              help="Seconds of timed runs per model when measuring host latency.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Stage cache folder [default: $EDGEOPT_CACHE or ~/.cache/edgeopt].")
 @click.option("--no-cache", is_flag=True, help="Run every stage, ignoring and not writing the cache.")
 @targets_dir_option
 @json_option
 @handle_errors
 def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_method, max_accuracy_drop,
-          cache_dir, no_cache, targets_dir, as_json):
+          latency_seconds, cache_dir, no_cache, targets_dir, as_json):
     """Build MODEL for one target: load, export, quantize, compile, validate.
 
     MODEL is a .pt2 (torch.export), a TorchScript .pt, file.py:factory or module:factory, an
@@ -125,7 +127,7 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
 
     options = BuildOptions(model=model, target=target, calib=calib, eval=eval_, out=out, input_shapes=input_shapes,
                            calib_samples=calib_samples, calib_method=calib_method, max_accuracy_drop=max_accuracy_drop,
-                           cache_dir=cache_dir, use_cache=not no_cache, targets_dir=targets_dir)
+                           latency_seconds=latency_seconds, cache_dir=cache_dir, use_cache=not no_cache, targets_dir=targets_dir)
     progress = _Progress(enabled=not _quiet() and not as_json)
     # Libraries (the torch exporter among them) print to stdout; keep stdout for our output only.
     try:

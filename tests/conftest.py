@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated stage cache and one example build reused by many tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgeopt.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CALIB = REPO / "calibration" / "digits_calib.npz"
+EVAL = REPO / "calibration" / "digits_eval.npz"
+FAST = ["--latency-seconds", "0.2"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("edgeopt-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(cache_dir, monkeypatch):
+    """No test reads or writes the user's real cache."""
+    monkeypatch.setenv("EDGEOPT_CACHE", str(cache_dir))
+    monkeypatch.delenv("EDGEOPT_TARGETS", raising=False)
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def build_json(*args: str) -> tuple[int, dict | None, str]:
+    result = run_cli("build", *args, "--json")
+    document = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.exit_code, document, result.stderr
+
+
+@pytest.fixture(scope="session")
+def example_build(tmp_path_factory, cache_dir):
+    """The bundled example built for the host CPU (the README's first command)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEOPT_CACHE", str(cache_dir))
+        out = tmp_path_factory.mktemp("builds") / "cpu"
+        code, document, stderr = build_json("--out", str(out), *FAST)
+    assert code == 0, stderr
+    return document

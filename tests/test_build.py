@@ -1,0 +1,129 @@
+"""`edgeopt build` end to end on the bundled example (issue 2's "done when")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import CALIB, EVAL, FAST, build_json, run_cli
+
+
+def test_example_int8_within_one_point_of_fp32(example_build):
+    fp32, int8 = example_build["metrics"]["fp32"], example_build["metrics"]["int8"]
+    assert fp32["accuracy"] >= 0.97
+    assert fp32["accuracy"] - int8["accuracy"] <= 0.01
+    assert int8["agreement"] >= 0.98
+    assert example_build["status"] == "ok"
+    assert example_build["target"]["backend"] == "onnxruntime"
+
+
+def test_json_document_has_the_design_keys(example_build):
+    doc = example_build
+    assert set(doc) >= {"status", "model", "target", "build_dir", "artifacts", "metrics", "engine", "stages", "gates"}
+    assert set(doc["model"]) >= {"name", "source", "sha256", "params", "params_before_prune"}
+    assert doc["model"]["params"] == 666282
+    for key in ("onnx_fp32", "onnx_int8", "deployable"):
+        assert Path(doc["artifacts"][key]).is_absolute() and Path(doc["artifacts"][key]).is_file()
+    for precision in ("fp32", "int8"):
+        latency = doc["metrics"][precision]["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    assert doc["engine"]["status"] == "not_applicable"
+    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert doc["gates"][0]["name"] == "max_accuracy_drop" and doc["gates"][0]["passed"] is True
+
+
+def test_manifest_records_every_artifact_with_its_hash(example_build):
+    from edgeopt.artifacts import sha256_file
+
+    build_dir = Path(example_build["build_dir"])
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    assert manifest["schema"] == 1 and manifest["model"]["sha256"] == example_build["model"]["sha256"]
+    assert manifest["target"]["name"] == example_build["target"]["name"]
+    listed = {a["path"]: a for a in manifest["artifacts"]}
+    assert {"model.fp32.onnx", "model.int8.onnx", "model.deployable.onnx", "session.json", "calibration.json"} <= set(listed)
+    for path, entry in listed.items():
+        assert sha256_file(build_dir / path) == entry["sha256"]
+        assert (build_dir / path).stat().st_size == entry["bytes"]
+    assert [s["name"] for s in manifest["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert not list(build_dir.parent.glob(".*partial*")), "a staging folder was left behind"
+
+
+def test_int8_model_has_explicit_qdq_and_is_smaller(example_build):
+    import onnx
+
+    int8 = onnx.load(example_build["artifacts"]["onnx_int8"])
+    ops = {n.op_type for n in int8.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    fp32_bytes = Path(example_build["artifacts"]["onnx_fp32"]).stat().st_size
+    assert Path(example_build["artifacts"]["onnx_int8"]).stat().st_size < fp32_bytes / 2
+
+
+def test_repeated_build_is_served_from_cache_without_importing_torch(example_build, tmp_path, cache_dir):
+    """The second identical build reuses every stage; it must not even import torch (which alone
+    takes over a second), which is what keeps it well under 3 s."""
+    script = (
+        "import sys, json; from click.testing import CliRunner; from edgeopt.cli import main;"
+        f"r = CliRunner().invoke(main, ['build', '--out', {str(tmp_path / 'again')!r}, '--latency-seconds', '0.2', '--json']);"
+        "d = json.loads(r.stdout); print(json.dumps({'code': r.exit_code, 'cached': [s['cached'] for s in d['stages']],"
+        " 'torch': 'torch' in sys.modules, 'acc': d['metrics']['int8']['accuracy']}))"
+    )
+    env = {"EDGEOPT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "cached": [True] * 5, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
+
+
+def test_changing_only_the_target_reuses_load_and_export(example_build, tmp_path):
+    code, doc, stderr = build_json("--target", "cpu-x86-avx2", "--out", str(tmp_path / "avx2"), *FAST)
+    assert code == 0, stderr
+    cached = {s["name"]: s["cached"] for s in doc["stages"]}
+    assert cached["load"] and cached["export"]
+    assert not cached["quantize"]  # avx2 quantizes with reduce_range: a different artifact
+    assert doc["target"]["name"] == "cpu-x86-avx2"
+
+
+def test_no_cache_runs_every_stage(example_build, tmp_path):
+    code, doc, _ = build_json("--no-cache", "--out", str(tmp_path / "fresh"), *FAST)
+    assert code == 0
+    assert not any(s["cached"] for s in doc["stages"])
+    assert doc["metrics"]["int8"]["accuracy"] == example_build["metrics"]["int8"]["accuracy"]
+
+
+def test_corrupt_cache_entry_is_rebuilt(example_build, tmp_path, cache_dir):
+    manifest = json.loads(Path(example_build["build_dir"], "manifest.json").read_text())
+    key = next(s["key"] for s in manifest["stages"] if s["name"] == "quantize")
+    (cache_dir / "quantize" / key / "model.int8.onnx").write_bytes(b"corrupted")
+    code, doc, _ = build_json("--out", str(tmp_path / "healed"), *FAST)
+    assert code == 0
+    assert {s["name"]: s["cached"] for s in doc["stages"]}["quantize"] is False
+    import onnx
+
+    onnx.checker.check_model(onnx.load(doc["artifacts"]["onnx_int8"]))
+
+
+def test_gate_failure_exits_1_and_still_writes_the_build(tmp_path):
+    code, doc, _ = build_json("--out", str(tmp_path / "strict"), "--target", "cpu-x86-avx512", *FAST,
+                              "--max-accuracy-drop", "0", "--calib-samples", "2")
+    # two calibration samples give poor activation ranges: any top-1 loss fails a zero budget
+    if doc["metrics"]["fp32"]["accuracy"] - doc["metrics"]["int8"]["accuracy"] > 0:
+        assert code == 1 and doc["status"] == "gate_failed"
+    else:
+        assert code == 0 and doc["status"] == "ok"
+    assert Path(doc["build_dir"], "manifest.json").is_file()
+
+
+def test_human_summary_names_stages_accuracy_speedup_and_artifacts(example_build, tmp_path):
+    result = run_cli("build", "--out", str(tmp_path / "human"), *FAST)
+    assert result.exit_code == 0
+    text = result.stdout
+    for needle in ("load", "export", "quantize", "compile", "validate", "accuracy", "speedup", "build dir", str(tmp_path / "human")):
+        assert needle in text
+    assert "{" not in text.splitlines()[0]
+
+
+def test_explicit_data_paths_match_the_bundled_defaults(example_build, tmp_path):
+    code, doc, _ = build_json("--calib", str(CALIB), "--eval", str(EVAL), "--out", str(tmp_path / "explicit"), *FAST)
+    assert code == 0
+    assert doc["metrics"]["int8"]["accuracy"] == example_build["metrics"]["int8"]["accuracy"]
