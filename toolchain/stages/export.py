@@ -6,6 +6,8 @@ TorchScript exporter for TorchScript modules, which the dynamo exporter cannot t
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +39,7 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, check_d
     names = [i.name for i in spec.inputs]
     scripted = isinstance(model, torch.jit.ScriptModule)
     try:
-        if scripted:
-            axes = {i.name: {a: n for a, n in i.dynamic_axes.items()} for i in spec.inputs}
-            axes.update({o: {0: "batch"} for o in spec.outputs})
-            torch.onnx.export(model, args, str(out_path), dynamo=False, opset_version=17,
-                              input_names=names, output_names=spec.outputs, dynamic_axes=axes)
-        else:
-            shapes = tuple({a: torch.export.Dim(n) for a, n in i.dynamic_axes.items()} for i in spec.inputs)
-            torch.onnx.export(model, args, str(out_path), dynamo=True, opset_version=OPSET,
-                              input_names=names, output_names=spec.outputs, dynamic_shapes=shapes,
-                              external_data=False, optimize=True)
+        _run_exporter(model, args, out_path, spec, scripted)
     except Exception as exc:  # the exporters raise many types; name the first line
         raise BadInput(f"{spec.name}: ONNX export failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]})") from None
     with torch.inference_mode():
@@ -59,3 +52,22 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, out_path: Path, check_d
         raise BadInput(f"{spec.name}: exported ONNX differs from torch by {diff:.3g} (outputs up to {scale:.3g})")
     return ExportResult(opset=OPSET if not scripted else 17, exporter="torchscript" if scripted else "dynamo",
                         parity_samples=len(sample), max_abs_diff=diff, output_scale=scale)
+
+
+def _run_exporter(model: torch.nn.Module, args: tuple, out_path: Path, spec: ModelSpec, scripted: bool) -> None:
+    names = [i.name for i in spec.inputs]
+    # The exporters log optional-operator notices and deprecation warnings that say nothing about
+    # this model; failures still raise.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if scripted:
+            axes = {i.name: dict(i.dynamic_axes) for i in spec.inputs}
+            axes.update({o: {0: "batch"} for o in spec.outputs})
+            torch.onnx.export(model, args, str(out_path), dynamo=False, opset_version=17,
+                              input_names=names, output_names=spec.outputs, dynamic_axes=axes)
+        else:
+            shapes = tuple({a: torch.export.Dim(n) for a, n in i.dynamic_axes.items()} for i in spec.inputs)
+            torch.onnx.export(model, args, str(out_path), dynamo=True, opset_version=OPSET, verbose=False,
+                              input_names=names, output_names=spec.outputs, dynamic_shapes=shapes,
+                              external_data=False, optimize=True)
