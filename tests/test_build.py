@@ -127,3 +127,19 @@ def test_explicit_data_paths_match_the_bundled_defaults(example_build, tmp_path)
     code, doc, _ = build_json("--calib", str(CALIB), "--eval", str(EVAL), "--out", str(tmp_path / "explicit"), *FAST)
     assert code == 0
     assert doc["metrics"]["int8"]["accuracy"] == example_build["metrics"]["int8"]["accuracy"]
+
+
+def test_jetson_build_defers_the_engine_and_says_what_to_run(example_build, tmp_path):
+    code, doc, stderr = build_json("--target", "jetson", "--out", str(tmp_path / "jetson"), *FAST)
+    assert code == 0, stderr
+    assert doc["target"] == {"name": "jetson-orin-nano-8gb", "backend": "tensorrt"}
+    engine = doc["engine"]
+    assert engine["status"] == "deferred" and "TensorRT is not installed" in engine["reason"]
+    assert Path(engine["plan"]).is_file() and json.loads(Path(engine["plan"]).read_text())
+    assert engine["trtexec"].startswith("trtexec ") and "--onnx=model.int8.onnx" in engine["trtexec"]
+    assert doc["artifacts"]["deployable"] is None  # nothing pretends to be an engine
+    assert not [p for p in Path(doc["build_dir"]).iterdir() if p.suffix in (".engine", ".plan", ".trt")]
+    # INT8 accuracy is still validated, on this CPU with ONNX Runtime; latency is the device's to measure
+    assert doc["metrics"]["fp32"]["accuracy"] - doc["metrics"]["int8"]["accuracy"] <= 0.01
+    assert doc["metrics"]["int8"]["latency_ms"] is None and "GPU" in doc["metrics"]["latency_note"]
+    assert {s["name"]: s["cached"] for s in doc["stages"]}["export"] is True

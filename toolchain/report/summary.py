@@ -20,8 +20,11 @@ def render_build(result: dict) -> str:
     lines.append("")
     lines.append(f"  accuracy   FP32 {_percent(fp32['accuracy'])}   INT8 {_percent(int8['accuracy'])}   "
                  f"agreement {_percent(int8['agreement'])}")
-    lines.append(f"  latency    FP32 {_ms(fp32['latency_ms'])}")
-    lines.append(f"             INT8 {_ms(int8['latency_ms'])}")
+    if fp32["latency_ms"] or int8["latency_ms"]:
+        lines.append(f"  latency    FP32 {_ms(fp32['latency_ms'])}")
+        lines.append(f"             INT8 {_ms(int8['latency_ms'])}")
+    else:
+        lines.append(f"  latency    {metrics.get('latency_note') or 'not measured'}")
     if fp32["latency_ms"] and int8["latency_ms"]:
         lines.append(f"  speedup    {fp32['latency_ms']['p50'] / int8['latency_ms']['p50']:.2f}x (INT8 vs FP32, p50, same run)")
     for gate in result["gates"]:
