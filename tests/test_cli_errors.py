@@ -75,3 +75,19 @@ def test_calib_required_for_a_user_model(tmp_path):
 def test_debug_shows_the_traceback():
     with pytest.raises(Exception):
         run_cli("--debug", "build", "--target", "nope")
+
+
+def test_engine_build_without_tensorrt_exits_3_with_how_to_get_it(tmp_path):
+    from conftest import FAST
+
+    build = run_cli("build", "--target", "jetson", "--out", str(tmp_path / "jetson"), *FAST)
+    assert build.exit_code == 0, build.stderr
+    result = run_cli("engine", "build", str(tmp_path / "jetson"))
+    assert result.exit_code == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TensorRT" in lines[0] and "JetPack" in lines[0]
+    assert not list((tmp_path / "jetson").glob("*.engine"))
+
+
+def test_engine_build_of_something_that_is_not_a_build(tmp_path):
+    assert_one_line_error(run_cli("engine", "build", str(tmp_path / "nothing")), "nothing")

@@ -189,5 +189,28 @@ def targets_show(name, targets_dir, as_json):
         click.echo(yaml.safe_dump(body, sort_keys=False).rstrip())
 
 
+@main.group()
+def engine() -> None:
+    """TensorRT engines: finish a build on the device."""
+
+
+@engine.command("build")
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+@handle_errors
+def engine_build(path, as_json):
+    """Build the TensorRT engine of a build directory or package, with this host's TensorRT.
+
+    Run it on the device the target names (a Jetson with the JetPack its profile pins).
+    """
+    from edgeopt.stages.engine import engine_build as build_engine
+
+    result = build_engine(path)
+    if as_json:
+        _emit_json(result.summary())
+    else:
+        click.echo(f"engine: {result.engine_path}\n{result.reason}")
+
+
 if __name__ == "__main__":
     main()

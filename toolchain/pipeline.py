@@ -134,35 +134,48 @@ class Pipeline:
                             {"model": source.sha256, "check_data": check.sha256}, work)
         return entry.path("model.fp32.onnx")
 
-    def _quantize(self, fp32: Path, calib: Dataset, target: targets.TargetProfile) -> Path:
+    def _quantize(self, fp32: Path, calib: Dataset, evaluation: Dataset, spec: ModelSpec,
+                  target: targets.TargetProfile) -> Path:
+        """The evaluation data goes in too: the stage judges its candidates and the accuracy-aware
+        fallback against the same budget the gate applies."""
+        from edgeopt.stages.quantize import QuantizeConfig, is_host_target
+
+        budget = target.gates.max_accuracy_drop if self.options.max_accuracy_drop is None else self.options.max_accuracy_drop
+        config = QuantizeConfig(method=self.options.calib_method, max_accuracy_drop=budget, task=spec.task,
+                                threads=target.build.threads or artifacts.host_info()["cpus"] or 1)
+
         def work(folder: Path):
             from edgeopt.stages.quantize import quantize
 
-            return quantize(fp32, calib, target, folder, method=self.options.calib_method)
+            return quantize(fp32, calib, target, folder, evaluation=evaluation, config=config)
 
-        params = {"method": self.options.calib_method, "backend": target.backend,
-                  "activation_type": target.build.activation_type, "reduce_range": target.build.reduce_range,
-                  "int8_mode": target.build.int8_mode}
-        entry = self._stage("quantize", params, {"onnx_fp32": sha256_file(fp32), "calib": calib.sha256}, work)
+        params = {"config": config.model_dump(mode="json"), "target": target.sha256(),
+                  "timed_on_host": artifacts.host_info() if is_host_target(target) else None}
+        entry = self._stage("quantize", params, {"onnx_fp32": sha256_file(fp32), "calib": calib.sha256,
+                                                 "eval": evaluation.sha256}, work)
         return entry.path("model.int8.onnx")
 
-    def _compile(self, int8: Path, spec: ModelSpec, target: targets.TargetProfile) -> CacheEntry:
-        if target.backend == "onnxruntime":
-            def work(folder: Path):
+    def _compile(self, int8: Path, fp32: Path, spec: ModelSpec, target: targets.TargetProfile) -> CacheEntry:
+        # Implicit INT8 (a TensorRT calibrator, e.g. for DLA) builds from the FP32 graph and the
+        # calibration cache; everything else builds from the Q/DQ graph.
+        source = fp32 if target.build.int8_mode == "implicit" and target.backend == "tensorrt" else int8
+        calibration_cache = self.entries["quantize"].path("calibration.cache")
+
+        def work(folder: Path):
+            if target.backend == "onnxruntime":
                 from edgeopt.stages.compile_onnxruntime import compile_onnxruntime
 
-                return compile_onnxruntime(int8, target, folder)
-        else:
-            calibration_cache = self.entries["quantize"].path("calibration.cache")
+                return compile_onnxruntime(source, target, folder)
+            from edgeopt.stages.compile_tensorrt import compile_tensorrt
 
-            def work(folder: Path):
-                from edgeopt.stages.compile_tensorrt import compile_tensorrt
+            return compile_tensorrt(source, target, spec.inputs, folder,
+                                    calibration_cache=calibration_cache if calibration_cache.exists() else None,
+                                    timing_cache_dir=self.cache.root / "tensorrt")
 
-                result = compile_tensorrt(int8, target, spec.inputs, folder,
-                                          calibration_cache=calibration_cache if calibration_cache.exists() else None)
-                return result.model_dump(mode="json") if isinstance(result, BaseModel) else _jsonable(result)
-
-        return self._stage("compile", {"target": target.sha256()}, {"onnx_int8": sha256_file(int8)}, work)
+        inputs = {"onnx": sha256_file(source)}
+        if calibration_cache.exists():
+            inputs["calibration_cache"] = sha256_file(calibration_cache)
+        return self._stage("compile", {"target": target.sha256()}, inputs, work)
 
     def _validate(self, fp32: Path, candidate: Path, data: Dataset, spec: ModelSpec,
                   target: targets.TargetProfile) -> ValidateResult:
@@ -201,8 +214,8 @@ class Pipeline:
             warnings.append(f"{overlap} calibration samples also appear in the evaluation data")
 
         fp32 = self._export(source, spec, evaluation)
-        int8 = self._quantize(fp32, calib, target)
-        compiled = self._compile(int8, spec, target)
+        int8 = self._quantize(fp32, calib, evaluation, spec, target)
+        compiled = self._compile(int8, fp32, spec, target)
         deployable = compiled.path(compiled.result["deployable"]) if target.backend == "onnxruntime" else None
         metrics = self._validate(fp32, deployable or int8, evaluation, spec, target)
         gate_config = target.gates if options.max_accuracy_drop is None else \
@@ -259,6 +272,7 @@ class Pipeline:
             "stages": [{"name": r.name, "seconds": r.seconds, "cached": r.cached} for r in self.records],
             "gates": [g.model_dump() for g in gates],
             "warnings": warnings,
+            "quantization": self.entries["quantize"].result,
             "manifest": str(build_dir / "manifest.json"),
         }
 
@@ -273,6 +287,9 @@ class Pipeline:
             "plan": str(build_dir / Path(result["plan_path"]).name),
             "trtexec": result["trtexec"],
             "engine": Path(engine).name if engine else None,
+            "trtexec_timing": result.get("trtexec_timing"),
+            "metadata": result.get("engine_metadata"),
+            "notes": result.get("notes", []),
         }
 
 
@@ -288,13 +305,6 @@ def _precision(metrics, int8: bool = False) -> dict:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
-
-
-def _jsonable(value) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    data = asdict(value) if is_dataclass(value) else dict(value)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
 def build(options: BuildOptions, progress: Progress | None = None) -> dict:

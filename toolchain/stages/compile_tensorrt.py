@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, Field
 
+from edgeopt.artifacts import sha256_file, write_json_atomic
+from edgeopt.cache import default_cache_dir
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.models.spec import InputSpec
 from edgeopt.stages import tensorrt_api
@@ -37,8 +39,9 @@ ENGINE_METADATA_FILE = "engine.json"
 NOT_INSTALLED = "deferred: TensorRT is not installed on this host"
 
 
-@dataclass
-class TensorRTResult:
+class TensorRTResult(BaseModel):
+    """What the compile stage produced; `model_dump(mode="json")` is what the stage cache keeps."""
+
     status: Literal["built", "deferred"]
     reason: str
     plan_path: Path
@@ -47,7 +50,7 @@ class TensorRTResult:
     trtexec_timing: str = ""
     engine_path: Path | None = None
     engine_metadata: dict | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The `engine` block of `edgeopt build --json` (absolute paths)."""
@@ -59,14 +62,6 @@ class TensorRTResult:
             "engine_path": str(self.engine_path.resolve()) if self.engine_path else None,
             "metadata": self.engine_metadata,
         }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -269,7 +264,7 @@ def build_engine(
     timing_cache_dir: Path | None = None,
 ) -> tuple[Path, dict]:
     """Build per the plan, write the engine and engine.json; the caller checked the host match."""
-    timing_cache = (timing_cache_dir or out_dir) / plan.timing_cache
+    timing_cache = (timing_cache_dir or default_cache_dir() / "tensorrt") / plan.timing_cache
     engine = builder.build(
         plan, onnx_path, timing_cache=timing_cache,
         calibration_cache=calibration_cache, calibration_data=calibration_data,
@@ -291,7 +286,7 @@ def build_engine(
             mode="json",
         ),
     }
-    write_atomic(out_dir / ENGINE_METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode())
+    write_json_atomic(out_dir / ENGINE_METADATA_FILE, metadata)
     return engine_path, metadata
 
 
@@ -300,7 +295,7 @@ def write_plan(plan: BuildPlan, out_dir: Path) -> Path:
     body = plan.model_dump(mode="json")
     body["trtexec"] = command_line(trtexec_args(plan))
     body["trtexec_timing"] = command_line(trtexec_timing_args(plan))
-    write_atomic(path, (json.dumps(body, indent=2) + "\n").encode())
+    write_json_atomic(path, body)
     return path
 
 

@@ -88,7 +88,8 @@ def read_manifest(build_dir: Path) -> tuple[dict, TargetProfile]:
     path = build_dir / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text())
-        target = TargetProfile.model_validate(manifest["target"])
+        recorded = manifest["target"]  # the profile as built, plus keys the manifest adds (sha256)
+        target = TargetProfile.model_validate({k: v for k, v in recorded.items() if k in TargetProfile.model_fields})
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a readable manifest ({exc.__class__.__name__}: {exc})") from None
     except ValueError as exc:  # pydantic ValidationError
@@ -121,6 +122,8 @@ def engine_build(
     if plan.target != target.name:
         raise BadInput(f"{build_dir / PLAN_FILE}: plan is for '{plan.target}' but the manifest's target is '{target.name}'")
     onnx_path = verify_artifact(build_dir, manifest, plan.onnx)
+    if plan.onnx_sha256 and sha256_file(onnx_path) != plan.onnx_sha256:
+        raise BadInput(f"{onnx_path}: sha256 differs from the one {PLAN_FILE} was made for")
     cache = verify_artifact(build_dir, manifest, plan.calibration_cache) if plan.calibration_cache else None
 
     if builder is None:
@@ -173,7 +176,7 @@ class Stats:
 def percentile(sorted_values: list[float], p: float) -> float:
     """trtexec's rule: drop the top (100 - p) % of the sorted timings, take the largest left."""
     n = len(sorted_values)
-    exclude = int((1 - p / 100) * n)
+    exclude = int((100 - p) * n / 100)  # (1 - p/100) * n, without 0.1 rounding down
     return sorted_values[max(n - 1 - exclude, 0)]
 
 
