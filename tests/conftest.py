@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeopt.cli import main
+from hf_models import hf_zoo  # noqa: F401  (session fixture: tiny Hugging Face models)
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "digits_calib.npz"

@@ -64,6 +64,63 @@ targets_dir_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
 
+def _numbers(kind, text: str | None):
+    if text is None:
+        return None
+    try:
+        return tuple(kind(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"'{text}': expected numbers separated by ','") from None
+
+
+def reader_options(command):
+    """--size/--mean/--std/--layout for image data, folded into one ReaderOptions (`reader`)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, size=None, mean=None, std=None, layout=None, **kwargs):
+        from edgeopt.data import ReaderOptions
+
+        dims = _numbers(int, size)
+        if dims is not None and len(dims) not in (1, 2):
+            raise click.BadParameter(f"'{size}': expected HxW or one number", param_hint="--size")
+        reader = ReaderOptions(size=(dims * 2)[:2] if dims else None, mean=_numbers(float, mean),
+                               std=_numbers(float, std), layout=layout)
+        return command(*args, reader=reader, **kwargs)
+
+    for option in reversed([
+        click.option("--size", help="Images: resize to HxW (e.g. 224x224) [default: model metadata or input shape]."),
+        click.option("--mean", help="Images: per-channel mean after scaling to [0, 1], e.g. 0.485,0.456,0.406."),
+        click.option("--std", help="Images: per-channel std, e.g. 0.229,0.224,0.225."),
+        click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), help="Images: tensor layout."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def prune_options(command):
+    """--prune, --prune-importance, --prune-ignore, --finetune-data/-steps, folded into `prune_settings`."""
+
+    @functools.wraps(command)
+    def wrapper(*args, prune=None, prune_importance="magnitude", prune_ignore=(), finetune_data=None,
+                finetune_steps=None, **kwargs):
+        settings = {"prune": prune, "prune_importance": prune_importance, "prune_ignore": tuple(prune_ignore),
+                    "finetune_data": finetune_data, "finetune_steps": finetune_steps or 0}
+        return command(*args, prune_settings=settings, **kwargs)
+
+    for option in reversed([
+        click.option("--prune", help="Channel ratio to remove (0.5), '2:4' sparsity (Ampere+ targets), or 'none' "
+                                     "[default: the target's build.prune]."),
+        click.option("--prune-importance", type=click.Choice(["magnitude", "bn", "taylor"]), default="magnitude",
+                     show_default=True, help="How channels are ranked (taylor uses the fine-tune or calibration data)."),
+        click.option("--prune-ignore", multiple=True, help="Module name pruning leaves untouched (repeatable)."),
+        click.option("--finetune-data", type=click.Path(path_type=Path),
+                     help="Data for a recovery fine-tune after pruning (distillation from the unpruned model; labels optional)."),
+        click.option("--finetune-steps", type=click.IntRange(min=1), help="Recovery steps [default: 300 with --finetune-data]."),
+    ]):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(edgeopt.__version__, prog_name="edgeopt")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -101,10 +158,14 @@ class _Progress:
 @main.command()
 @click.argument("model", required=False)
 @click.option("--target", "-t", default="cpu", show_default=True, help="Target profile name or alias; cpu = this host.")
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz).")
-@click.option("--eval", "eval_", type=click.Path(path_type=Path), help="Evaluation data (.npz, optional labels).")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz, an image folder, or .txt/.jsonl texts).")
+@click.option("--eval", "eval_", type=click.Path(path_type=Path), help="Evaluation data (.npz, an image folder, or .txt/.jsonl texts; labels optional).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Build directory [default: build/<model>/<target>].")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 (repeatable), for models without metadata.")
+@click.option("--task", type=click.Choice(["classification", "embedding", "regression"]),
+              help="Hugging Face folders: what the model outputs [default: from config.json / modules.json].")
+@click.option("--seq-len", type=click.IntRange(min=1), help="Texts: tokens per sample [default: the target's build.seq_len.opt].")
+@click.option("--trust-remote-code", is_flag=True, help="Hugging Face folders: allow the folder's own Python code (auto_map).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples (deterministic sample).")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Override the target's accuracy gate (fraction, 0.01 = 1 point).")
@@ -114,9 +175,11 @@ class _Progress:
 @click.option("--no-cache", is_flag=True, help="Run every stage, ignoring and not writing the cache.")
 @targets_dir_option
 @json_option
+@reader_options
+@prune_options
 @handle_errors
 def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_method, max_accuracy_drop,
-          latency_seconds, cache_dir, no_cache, targets_dir, as_json):
+          latency_seconds, cache_dir, no_cache, targets_dir, as_json, reader, task, seq_len, trust_remote_code, prune_settings):
     """Build MODEL for one target: load, export, quantize, compile, validate.
 
     MODEL is a .pt2 (torch.export), a TorchScript .pt, file.py:factory or module:factory, an
@@ -127,7 +190,9 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
 
     options = BuildOptions(model=model, target=target, calib=calib, eval=eval_, out=out, input_shapes=input_shapes,
                            calib_samples=calib_samples, calib_method=calib_method, max_accuracy_drop=max_accuracy_drop,
-                           latency_seconds=latency_seconds, cache_dir=cache_dir, use_cache=not no_cache, targets_dir=targets_dir)
+                           latency_seconds=latency_seconds, cache_dir=cache_dir, use_cache=not no_cache, targets_dir=targets_dir,
+                           reader=reader, task=task, seq_len=seq_len, trust_remote_code=trust_remote_code,
+                           **prune_settings)
     progress = _Progress(enabled=not _quiet() and not as_json)
     # Libraries (the torch exporter among them) print to stdout; keep stdout for our output only.
     try:
@@ -191,14 +256,19 @@ def targets_show(name, targets_dir, as_json):
 
 @main.group()
 def engine() -> None:
-    """TensorRT engines: finish a build on the device."""
+    """TensorRT engines on the device: build, validate, time."""
 
 
 @engine.command("build")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option("--eval", "eval_", type=click.Path(path_type=Path),
+              help="Evaluation data: then validate the engine against the FP32 ONNX and time it; metrics go into the build directory.")
+@click.option("--duration", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="With --eval: seconds of timed runs (trtexec --duration).")
 @json_option
+@reader_options
 @handle_errors
-def engine_build(path, as_json):
+def engine_build(path, eval_, duration, as_json, reader):
     """Build the TensorRT engine of a build directory or package, with this host's TensorRT.
 
     Run it on the device the target names (a Jetson with the JetPack its profile pins).
@@ -206,10 +276,40 @@ def engine_build(path, as_json):
     from edgeopt.stages.engine import engine_build as build_engine
 
     result = build_engine(path)
+    document, lines, gates = result.summary(), [f"engine: {result.engine_path}", result.reason], []
+    if eval_ is not None:
+        from edgeopt.stages.validate_engine import validate_build
+
+        validation, gates = validate_build(result.engine_path.parent, eval_, reader=reader, duration_s=duration)
+        document.update(validation=validation.model_dump(mode="json"), gates=[g.model_dump() for g in gates])
+        lines += validation.summary_lines() + [f"gate {g.name}: {g.value} (threshold {g.threshold}) "
+                                               f"{'passed' if g.passed else 'FAILED' if g.passed is False else 'not judged'}"
+                                               for g in gates]
     if as_json:
-        _emit_json(result.summary())
+        _emit_json(document)
     else:
-        click.echo(f"engine: {result.engine_path}\n{result.reason}")
+        click.echo("\n".join(lines))
+    if any(g.passed is False for g in gates):
+        sys.exit(EXIT_GATE_FAILED)
+
+
+@engine.command("time")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--duration", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds of timed runs after the warm-up (trtexec --duration).")
+@click.option("--warmup", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="Seconds of warm-up (trtexec --warmUp, which takes ms).")
+@json_option
+@handle_errors
+def engine_time(path, duration, warmup, as_json):
+    """Time the engine of a build directory or package as trtexec does, at its opt shapes."""
+    from edgeopt.stages.engine import time_build
+
+    timing = time_build(path, warmup_s=warmup, duration_s=duration)
+    if as_json:
+        _emit_json(timing.model_dump(mode="json"))
+    else:
+        click.echo("\n".join(timing.summary_lines()))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeopt import artifacts, targets
 from edgeopt.artifacts import sha256_file
 from edgeopt.cache import CacheEntry, StageCache, cache_key
-from edgeopt.data import load_dataset
+from edgeopt.data import ReaderOptions, load_dataset
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
 from edgeopt.models.source import ModelSource, resolve_source
@@ -46,9 +46,18 @@ class BuildOptions(BaseModel):
     input_shapes: tuple[str, ...] = ()
     calib_samples: int = Field(256, ge=1)
     calib_method: str = "minmax"
+    reader: ReaderOptions = Field(default_factory=ReaderOptions, description="how raw data files become inputs")
     max_accuracy_drop: float | None = None
     latency_seconds: float = Field(2.0, gt=0)
+    prune: str | None = Field(None, description="channel ratio (0.5), '2:4', or 'none'; unset: the target's build.prune")
+    prune_importance: str = Field("magnitude", description="channel ranking: magnitude, bn or taylor")
+    prune_ignore: tuple[str, ...] = Field((), description="module names pruning leaves untouched")
+    finetune_data: Path | None = Field(None, description="data for the recovery distillation after pruning")
+    finetune_steps: int = Field(0, ge=0, description="recovery distillation steps")
     seed: int = 0
+    task: str | None = Field(None, description="Hugging Face models: classification, embedding or regression; none: from config.json")
+    seq_len: int | None = Field(None, ge=1, description="texts: tokens per sample; none: the target's build.seq_len.opt")
+    trust_remote_code: bool = Field(False, description="Hugging Face models: allow the folder's own Python code")
 
 
 class StageRecord(BaseModel):
@@ -71,6 +80,8 @@ class Pipeline:
         self.records: list[StageRecord] = []
         self.entries: dict[str, CacheEntry] = {}
         self._torch_module = None
+        self._prune_mode: str | None = None  # "channels" or "2:4" once the prune stage ran
+        self._hf = None  # (Layout, seq_len) of a Hugging Face folder, set by _text_reader
 
     # -- running one stage -------------------------------------------------------------------
     def _stage(self, name: str, params: dict, inputs: dict, work: Callable[[Path], BaseModel | dict]) -> CacheEntry:
@@ -95,6 +106,14 @@ class Pipeline:
         return entry
 
     def _torch(self, source: ModelSource):
+        if source.options.get("pruned"):  # the prune stage's .pt2, not the user's model
+            from edgeopt.models import torch_loader
+
+            return torch_loader.load_module(source)
+        if self._torch_module is None and source.kind == "huggingface":
+            from edgeopt.models import huggingface
+
+            self._torch_module = huggingface.load_model(self._hf[0], self.options.trust_remote_code)
         if self._torch_module is None:
             from edgeopt.models import torch_loader
 
@@ -104,6 +123,12 @@ class Pipeline:
     # -- the stages ----------------------------------------------------------------------------
     def _load(self, source: ModelSource) -> tuple[ModelSpec, int]:
         def work(folder: Path) -> dict:
+            if source.kind == "huggingface":
+                from edgeopt.models import huggingface, torch_loader
+
+                model = self._torch(source)
+                spec = huggingface.model_spec(source, self._hf[0], model, self._hf[1])
+                return {"spec": spec.model_dump(mode="json"), "params": torch_loader.count_parameters(model)}
             if source.kind == "onnx":
                 from edgeopt.models import onnx_loader
 
@@ -116,8 +141,10 @@ class Pipeline:
                 params = torch_loader.count_parameters(self._torch(source))
             return {"spec": spec.model_dump(mode="json"), "params": params}
 
-        entry = self._stage("load", {"kind": source.kind, "input_shapes": list(self.options.input_shapes)},
-                            {"model": source.sha256}, work)
+        params = {"kind": source.kind, "input_shapes": list(self.options.input_shapes)}
+        if self._hf:
+            params["huggingface"] = {"task": self._hf[0].task, "seq_len": self._hf[1]}
+        entry = self._stage("load", params, {"model": source.sha256}, work)
         return ModelSpec.model_validate(entry.result["spec"]), entry.result["params"]
 
     def _export(self, source: ModelSource, spec: ModelSpec, check: Dataset) -> Path:
@@ -126,6 +153,10 @@ class Pipeline:
             if source.kind == "onnx":
                 shutil.copyfile(source.files[0], out)
                 return {"exporter": "none (ONNX input)", "max_abs_diff": 0.0}
+            if source.kind == "huggingface":
+                from edgeopt.stages.export_huggingface import export_huggingface
+
+                return export_huggingface(self._torch(source), spec, out, check)
             from edgeopt.stages.export import export_onnx
 
             return export_onnx(self._torch(source), spec, out, check)
@@ -170,15 +201,20 @@ class Pipeline:
 
             return compile_tensorrt(source, target, spec.inputs, folder,
                                     calibration_cache=calibration_cache if calibration_cache.exists() else None,
-                                    timing_cache_dir=self.cache.root / "tensorrt")
+                                    timing_cache_dir=self.cache.root / "tensorrt", sparsity=sparsity)
 
+        sparsity = True if self._prune_mode == "2:4" else None  # None: the profile's build.sparsity
         inputs = {"onnx": sha256_file(source)}
         if calibration_cache.exists():
             inputs["calibration_cache"] = sha256_file(calibration_cache)
-        return self._stage("compile", {"target": target.sha256()}, inputs, work)
+        params = {"target": target.sha256(), **({"sparsity": True} if sparsity else {})}
+        return self._stage("compile", params, inputs, work)
 
     def _validate(self, fp32: Path, candidate: Path, data: Dataset, spec: ModelSpec,
                   target: targets.TargetProfile) -> ValidateResult:
+        compiled = self.entries.get("compile")
+        if target.backend == "tensorrt" and compiled is not None and compiled.result.get("status") == "built":
+            return self._validate_engine(fp32, compiled, data, spec, target)
         host = artifacts.host_info()
         same_arch = target.backend == "onnxruntime" and target.device.arch == host["machine"]
         note = None if same_arch else (
@@ -198,26 +234,114 @@ class Pipeline:
                                                  "eval": data.sha256}, work)
         return ValidateResult.model_validate(entry.result)
 
+    def _validate_engine(self, fp32: Path, compiled: CacheEntry, data: Dataset, spec: ModelSpec,
+                         target: targets.TargetProfile) -> ValidateResult:
+        """`edgeopt build` on the device built the engine: validate the engine, not the INT8 ONNX.
+        Latency: the engine's, timed as trtexec does, goes under int8; fp32 latency stays null
+        (ORT here runs the FP32 ONNX on the CPU, not the GPU, and no FP32 engine is built)."""
+        metadata = compiled.result.get("engine_metadata") or {}
+        engine_folder = compiled.path(metadata.get("engine", "model.engine")).parent
+
+        def work(folder: Path):
+            from edgeopt.stages.validate_engine import validate_engine
+
+            return validate_engine(engine_folder, fp32, data, spec.task, target,
+                                   duration_s=self.options.latency_seconds).as_validate_result()
+
+        params = {"task": spec.task, "seconds": self.options.latency_seconds, "gpu": metadata.get("gpu_name"),
+                  "tensorrt": metadata.get("tensorrt_version")}
+        entry = self._stage("validate", params, {"onnx_fp32": sha256_file(fp32), "eval": data.sha256,
+                                                 "engine": metadata.get("engine_sha256")}, work)
+        return ValidateResult.model_validate(entry.result)
+
+    def _prune(self, source: ModelSource, spec: ModelSpec, target: targets.TargetProfile, request: tuple,
+               calib: Dataset, evaluation: Dataset, reader, warnings: list) -> ModelSource:
+        """The prune stage; returns its `.pt2` as the model the export stage takes."""
+        from edgeopt.stages.prune_config import DEFAULT_FINETUNE_STEPS, PRUNED_FILE, PruneConfig
+
+        options = self.options
+        steps = options.finetune_steps or (DEFAULT_FINETUNE_STEPS if options.finetune_data else 0)
+        if steps and not options.finetune_data:
+            raise BadInput("--finetune-steps needs --finetune-data (the data to distill on)")
+        finetune = load_dataset(options.finetune_data, spec, "fine-tune", reader) if options.finetune_data else None
+        if finetune is not None and (shared := len(finetune.sample_hashes() & evaluation.sample_hashes())):
+            warnings.append(f"{shared} fine-tune samples also appear in the evaluation data: recovered accuracy is optimistic")
+        config = PruneConfig(mode=request[0], ratio=request[1], importance=options.prune_importance,
+                             channel_multiple=target.build.channel_multiple, ignore=options.prune_ignore,
+                             finetune_steps=steps, seed=options.seed)
+        ranking = finetune or calib  # Taylor importance needs gradients on real data
+
+        def work(folder: Path):
+            from edgeopt.stages.prune import prune
+
+            return prune(self._torch(source), spec, config, folder, eval_data=evaluation, importance_data=ranking,
+                         finetune_data=finetune)
+
+        inputs = {"model": source.sha256, "eval": evaluation.sha256, "finetune": finetune.sha256 if finetune else None,
+                  "ranking": ranking.sha256 if config.importance == "taylor" else None}
+        entry = self._stage("prune", config.model_dump(mode="json"), inputs, work)
+        self._prune_mode = config.mode
+        before, after = entry.result["before"]["accuracy"], entry.result["after"]["accuracy"]
+        budget = target.gates.max_accuracy_drop if options.max_accuracy_drop is None else options.max_accuracy_drop
+        if before is not None and after is not None and before - after > budget:
+            hint = "" if finetune else "; add --finetune-data DATA to recover it"
+            warnings.append(f"pruning cost {(before - after) * 100:.2f} points of FP32 accuracy ({before * 100:.2f}% -> "
+                            f"{after * 100:.2f}%), more than the {budget * 100:.2f}-point budget{hint}")
+        path = entry.path(PRUNED_FILE)
+        return ModelSource("pt2", str(path), source.name, [path], metadata=source.metadata,
+                           sha256=entry.files[PRUNED_FILE], options={"pruned": True})
+
+    def _prune_report(self, source: ModelSource, spec: ModelSpec, target: targets.TargetProfile, fp32: Path,
+                      evaluation: Dataset) -> CacheEntry:
+        """The unpruned model exported and timed beside the pruned FP32 ONNX, where validate times."""
+        validated = self.entries["validate"].result
+        measure = validated.get("latency_measured_on") is not None
+        threads = target.build.threads or artifacts.host_info()["cpus"] or 1
+
+        def work(folder: Path):
+            from edgeopt.stages.prune import compare_unpruned
+
+            return compare_unpruned(self._torch(source), spec, fp32, evaluation, folder, threads=threads,
+                                    measure_latency=measure, seconds=self.options.latency_seconds,
+                                    note=validated.get("latency_note"))
+
+        params = {"threads": threads, "seconds": self.options.latency_seconds,
+                  "host": artifacts.host_info() if measure else None}
+        return self._stage("unpruned", params, {"model": source.sha256, "pruned_fp32": sha256_file(fp32),
+                                                     "eval": evaluation.sha256}, work)
+
     # -- the whole build ---------------------------------------------------------------------
     def run(self) -> dict:
         options = self.options
         target = targets.resolve(options.target, options.targets_dir)
+        from edgeopt.stages.prune_config import PRUNABLE_SOURCES, parse_prune
+
+        prune_request = parse_prune(options.prune, target)  # refuses 2:4 before any work
         source = resolve_source(options.model, options.input_shapes)
+        reader = self._text_reader(source, target)
         calib_path, eval_path = self._data_paths()
         spec, params = self._load(source)
-        calib_full = load_dataset(calib_path, spec, "calibration")
+        calib_full = load_dataset(calib_path, spec, "calibration", reader)
         calib = calib_full.subset(options.calib_samples, seed=options.seed)
-        evaluation = load_dataset(eval_path, spec, "evaluation") if eval_path else calib_full
+        evaluation = load_dataset(eval_path, spec, "evaluation", reader) if eval_path else calib_full
         warnings = [] if eval_path else ["no --eval data: validated on the calibration data, which flatters INT8"]
         overlap = len(calib.sample_hashes() & evaluation.sample_hashes()) if eval_path else 0
         if overlap:
             warnings.append(f"{overlap} calibration samples also appear in the evaluation data")
 
-        fp32 = self._export(source, spec, evaluation)
+        if prune_request and source.kind not in PRUNABLE_SOURCES:
+            warnings.append(f"pruning skipped: the model is {source.kind}, with no torch layers to prune "
+                            "(pruning takes a torch module from file.py:factory or module:factory)")
+            prune_request = None
+        model = self._prune(source, spec, target, prune_request, calib_full, evaluation, reader, warnings) \
+            if prune_request else source
+        fp32 = self._export(model, spec, evaluation)
         int8 = self._quantize(fp32, calib, evaluation, spec, target)
         compiled = self._compile(int8, fp32, spec, target)
         deployable = compiled.path(compiled.result["deployable"]) if target.backend == "onnxruntime" else None
         metrics = self._validate(fp32, deployable or int8, evaluation, spec, target)
+        if prune_request:
+            self._prune_report(source, spec, target, fp32, evaluation)
         gate_config = target.gates if options.max_accuracy_drop is None else \
             target.gates.model_copy(update={"max_accuracy_drop": options.max_accuracy_drop})
         gates = gate_rules.evaluate(metrics, gate_config)
@@ -225,17 +349,35 @@ class Pipeline:
         build_dir = (options.out or Path("build") / _slug(spec.name) / target.name).resolve()
         return self._write_build(build_dir, source, spec, params, target, metrics, gates, warnings)
 
+    def _text_reader(self, source: ModelSource, target: targets.TargetProfile) -> ReaderOptions:
+        """Hugging Face folders: check the folder on every build (cached or not, so remote code never
+        slips through a cache hit) and point the text reader at the model's tokenizer."""
+        options = self.options
+        if source.kind != "huggingface":
+            return options.reader
+        from edgeopt.models import huggingface
+
+        layout = huggingface.check_folder(source.files[0], options.trust_remote_code, options.task)
+        seq_len = huggingface.sequence_length(layout, options.seq_len or options.reader.seq_len, target.build.seq_len.opt)
+        self._hf = (layout, seq_len)
+        return options.reader.model_copy(update={"tokenizer": layout.model_dir, "seq_len": seq_len,
+                                                 "trust_remote_code": options.trust_remote_code})
+
     def _data_paths(self) -> tuple[Path, Path | None]:
         options = self.options
         if options.model is None and options.calib is None:
             return shipped("calibration/digits_calib.npz"), options.eval or shipped("calibration/digits_eval.npz")
         if options.calib is None:
-            raise BadInput("--calib is required for INT8 calibration (a .npz with one array per model input)")
+            raise BadInput("--calib is required for INT8 calibration (a .npz with one array per model input, or .txt/.jsonl texts)")
         return options.calib, options.eval
 
     def _write_build(self, build_dir: Path, source: ModelSource, spec: ModelSpec, params: int,
                      target: targets.TargetProfile, metrics: ValidateResult, gates: list, warnings: list) -> dict:
         engine = self._engine_summary(target, build_dir)
+        from edgeopt.stages.prune_config import prune_section
+
+        prune = prune_section(self.entries["prune"].result, self.entries["unpruned"].result
+                              if "unpruned" in self.entries else None) if "prune" in self.entries else None
         with artifacts.staged_directory(build_dir) as staging:
             for entry in self.entries.values():
                 for name in entry.files:
@@ -252,6 +394,7 @@ class Pipeline:
                 "gates": [g.model_dump() for g in gates],
                 "engine": engine,
                 "warnings": warnings,
+                "prune": prune,
             })
             artifacts.write_json_atomic(staging / "manifest.json", manifest)
         status = "gate_failed" if any(g.passed is False for g in gates) else "ok"
@@ -260,7 +403,7 @@ class Pipeline:
         return {
             "status": status,
             "model": {"name": spec.name, "source": source.reference, "sha256": source.sha256,
-                      "params": params, "params_before_prune": params},
+                      "params": prune["after"]["params"] if prune else params, "params_before_prune": params},
             "target": {"name": target.name, "backend": target.backend},
             "build_dir": str(build_dir),
             "artifacts": {"onnx_fp32": str(build_dir / "model.fp32.onnx"), "onnx_int8": str(build_dir / "model.int8.onnx"),
@@ -272,6 +415,7 @@ class Pipeline:
             "stages": [{"name": r.name, "seconds": r.seconds, "cached": r.cached} for r in self.records],
             "gates": [g.model_dump() for g in gates],
             "warnings": warnings,
+            "prune": prune,
             "quantization": self.entries["quantize"].result,
             "manifest": str(build_dir / "manifest.json"),
         }

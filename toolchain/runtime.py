@@ -19,8 +19,12 @@ _LEVELS = {
 
 
 def session(path: str | Path, threads: int | None = None, optimization: str = "all",
-            optimized_output: Path | None = None) -> ort.InferenceSession:
+            optimized_output: Path | None = None, spinning: bool = True) -> ort.InferenceSession:
+    """`spinning=False` when several sessions share the cores (the bench): idle threads of one
+    session spin-waiting after its run stole the cores from the next (measured: 2x slower p50)."""
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = _LEVELS[optimization]
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1

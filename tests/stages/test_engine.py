@@ -1,4 +1,4 @@
-"""`edgeopt engine build` on build directories and packages, and trtexec-style timing."""
+"""`edgeopt engine build` on build directories and packages (device validation: test_validate_engine.py)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,8 @@ from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.models.spec import InputSpec
 from edgeopt.stages import tensorrt_api
 from edgeopt.stages.compile_tensorrt import EngineBuilder, compile_tensorrt
-from edgeopt.stages.engine import (
-    engine_build,
-    open_build,
-    percentile,
-    safe_extract,
-    summarize,
-    time_engine,
-)
+from edgeopt import bench
+from edgeopt.stages.engine import engine_build, open_build, safe_extract
 from edgeopt.stages.tensorrt_api import DeviceInfo
 
 INPUTS = [InputSpec(name="x", shape=(1, 1, 8, 8))]
@@ -68,6 +62,11 @@ def test_engine_build_with_the_targets_tensorrt(build_dir, tmp_path, orin):
     assert json.loads((build_dir / "engine.json").read_text())["tensorrt_version"] == "10.3.0.30"
     assert trt.args("parse_from_file") == [str(build_dir / "model.int8.onnx")]
     assert {f.name for f in trt.args("set_flag")} == {"INT8", "FP16"}  # the stored plan, applied
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    assert manifest["engine"]["status"] == "built" and manifest["engine"]["engine"] == "model.engine"
+    listed = {a["path"]: a["sha256"] for a in manifest["artifacts"]}
+    assert listed["model.engine"] == sha256_file(build_dir / "model.engine")
+    assert listed["engine.json"] == sha256_file(build_dir / "engine.json")
 
 
 def test_engine_build_refuses_another_tensorrt(build_dir):
@@ -124,91 +123,6 @@ def test_extraction_refuses_links(tmp_path, kind):
         safe_extract(_tar_with(tmp_path, member), tmp_path / "dest")
 
 
-# --- timing -----------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Advances by `step` seconds on every read."""
-
-    def __init__(self, step: float):
-        self.now, self.step = 0.0, step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
-class FakeSession:
-    """Scripted per-iteration event timings: h2d, compute and d2h in ms."""
-
-    def __init__(self, compute_ms: list[float], h2d: float = 0.1, d2h: float = 0.05):
-        self.compute_ms, self.h2d, self.d2h = compute_ms, h2d, d2h
-        self.executed = 0
-        self.times: dict[int, float] = {}
-        self.t = 0.0
-        self.events = 0
-
-    def event(self) -> int:
-        self.events += 1
-        return self.events - 1
-
-    def copy_inputs(self):
-        self.t += self.h2d
-
-    def execute(self):
-        self.t += self.compute_ms[self.executed % len(self.compute_ms)]
-        self.executed += 1
-
-    def copy_outputs(self):
-        self.t += self.d2h
-
-    def synchronize(self):
-        pass
-
-    def record(self, event: int):
-        self.times[event] = self.t
-
-    def elapsed_ms(self, start: int, end: int) -> float:
-        return self.times[end] - self.times[start]
-
-
-def test_percentiles_follow_trtexec():
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 99) == 99.0 and percentile(values, 90) == 90.0 and percentile(values, 50) == 50.0
-    assert percentile([5.0], 99) == 5.0
-    stats = summarize([1.0, 2.0, 3.0, 4.0])
-    assert stats.median == 2.5 and stats.min == 1.0 and stats.max == 4.0 and stats.mean == 2.5
-    assert summarize([2.0] * 10).cv == 0.0
-
-
-def test_timing_warms_up_by_time_then_runs_for_the_duration():
-    session = FakeSession([2.0])
-    clock = FakeClock(0.01)  # 10 ms per clock read
-    report = time_engine(session, warmup_ms=100, duration_s=1.0, min_iterations=5, clock=clock)
-    warmup_runs = session.executed - report.iterations
-    assert 3 <= warmup_runs <= 10  # ~100 ms of warm-up at one clock read per run
-    assert report.duration_s >= 1.0 and report.iterations >= 5
-    assert report.gpu_compute.median == pytest.approx(2.0)
-    assert report.host_latency.median == pytest.approx(2.15)  # h2d + compute + d2h
-    assert report.h2d.median == pytest.approx(0.1) and report.d2h.median == pytest.approx(0.05)
-    assert report.throughput_qps == pytest.approx(report.iterations / report.duration_s)
-    assert report.warnings == []
-    assert report.latency_ms() == {"p50": pytest.approx(2.15), "p90": pytest.approx(2.15), "p99": pytest.approx(2.15)}
-
-
-def test_min_iterations_win_over_a_short_duration():
-    report = time_engine(FakeSession([1.0]), warmup_ms=0, duration_s=0.0, min_iterations=25, clock=FakeClock(0.001))
-    assert report.iterations == 25
-
-
-def test_unstable_gpu_time_is_warned_about():
-    report = time_engine(FakeSession([1.0, 1.0, 1.0, 3.0]), warmup_ms=0, duration_s=0.5, min_iterations=8,
-                         clock=FakeClock(0.01))
-    assert report.gpu_compute.cv > 0.01
-    assert any("GPU compute time is unstable" in w for w in report.warnings)
-    assert report.gpu_compute.p99 == 3.0 and report.gpu_compute.median == 1.0
-
-
 # --- real TensorRT (on a device) ----------------------------------------------------------------
 
 
@@ -227,7 +141,7 @@ def test_real_engine_build_and_timing(tmp_path, qdq_model):
     assert result.status == "built", result.reason
     session = TensorRTSession(result.engine_path.read_bytes(), {"x": (1, 1, 8, 8)})
     try:
-        report = time_engine(session, warmup_ms=50, duration_s=0.3)
+        report = bench.time_engine(session, warmup_s=0.05, duration_s=0.3)
     finally:
         session.close()
-    assert report.iterations >= 10 and report.gpu_compute.median > 0
+    assert report.runs >= 10 and report.gpu_compute.p50 > 0

@@ -22,6 +22,7 @@ class ReaderOptions(BaseModel):
     layout: str | None = None  # NCHW or NHWC
     seq_len: int | None = None  # texts: pad/truncate to this many tokens
     tokenizer: Path | None = None  # texts: folder holding the model's tokenizer files
+    trust_remote_code: bool = False  # texts: allow a tokenizer that ships its own code
 
 
 def load_dataset(path: str | Path, spec: ModelSpec, what: str = "data",
@@ -35,4 +36,12 @@ def load_dataset(path: str | Path, spec: ModelSpec, what: str = "data",
         from edgeopt.data.npz import read_npz
 
         return read_npz(path, spec.inputs)
-    raise BadInput(f"{path}: unsupported {what} data format (expected .npz)")
+    if path.suffix in (".txt", ".jsonl"):
+        from edgeopt.data.text import read_texts
+
+        return read_texts(path, spec.inputs, spec.labels if spec.task == "classification" else [], options)
+    if path.is_dir():
+        from edgeopt.data.images import read_image_folder
+
+        return read_image_folder(path, spec.inputs, spec.preprocessing, options)
+    raise BadInput(f"{path}: unsupported {what} data format (expected .npz, an image folder, or .txt/.jsonl texts)")

@@ -18,8 +18,11 @@ def render_build(result: dict) -> str:
     for stage in result["stages"]:
         lines.append(f"  {stage['name']:<10} {stage['seconds']:>7.2f}  {'yes' if stage['cached'] else 'no'}")
     lines.append("")
-    lines.append(f"  accuracy   FP32 {_percent(fp32['accuracy'])}   INT8 {_percent(int8['accuracy'])}   "
-                 f"agreement {_percent(int8['agreement'])}")
+    if int8["agreement"] is None and int8.get("cosine_mean") is not None:  # embeddings, regression
+        lines.append(f"  fidelity   INT8 vs FP32 cosine mean {int8['cosine_mean']:.6f}  min {int8['cosine_min']:.6f}")
+    else:
+        lines.append(f"  accuracy   FP32 {_percent(fp32['accuracy'])}   INT8 {_percent(int8['accuracy'])}   "
+                     f"agreement {_percent(int8['agreement'])}")
     if fp32["latency_ms"] or int8["latency_ms"]:
         lines.append(f"  latency    FP32 {_ms(fp32['latency_ms'])}")
         lines.append(f"             INT8 {_ms(int8['latency_ms'])}")
@@ -31,6 +34,8 @@ def render_build(result: dict) -> str:
         verdict = {True: "pass", False: "FAIL", None: "not judged"}[gate["passed"]]
         value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
         lines.append(f"  gate       {gate['name']}: {value} vs {gate['threshold']:.4g} -> {verdict}")
+    lines.extend(_quantization(result.get("quantization")))
+    lines.extend(_pruning(result.get("prune")))
     for warning in result.get("warnings", []):
         lines.append(f"  warning    {warning}")
     lines.append("")
@@ -47,3 +52,45 @@ def render_build(result: dict) -> str:
     elif engine["status"] == "built":
         lines.append(f"  engine     built: {engine.get('engine')}")
     return "\n".join(lines)
+
+
+def _quantization(quant: dict | None) -> list[str]:
+    """The recipe the quantize stage chose, and the per-layer table when layers stayed in float."""
+    if not quant:
+        return []
+    lines = [f"  int8       {quant['choice']}; calibration {quant['calibration_seconds']:.2f} s "
+             f"on {quant['calibration_samples']} samples ({quant['method']})"]
+    fallback = quant.get("fallback")
+    if fallback:
+        verdict = "met" if fallback["met"] else "NOT met (best result kept)"
+        lines.append(f"  fallback   budget {fallback['budget']:.4g}: drop {fallback['drop_before']:.4g} -> "
+                     f"{fallback['drop_after']:.4g}, {verdict}; float layers: {', '.join(fallback['float_layers']) or 'none'}")
+        lines.append("    rank  layer                                    op       drop if float  saved   float")
+        for row in fallback["layers"][:20]:
+            lines.append(f"    {row['rank']:>4}  {row['node'][:40]:<40} {row['op_type']:<8} {row['drop_if_float']:>13.4f}"
+                         f"  {row['saved']:>6.4f}  {'yes' if row['kept_float'] else 'no'}")
+    return lines
+
+
+def _pruning(prune: dict | None) -> list[str]:
+    """Before/after pruning: size, MACs, accuracy (FP32, with and without recovery), host latency."""
+    if not prune:
+        return []
+    before, after = prune["before"], prune["after"]
+    how = (f"channels {prune['ratio']:g} ({prune['importance']}, multiples of {prune['channel_multiple']})"
+           if prune["mode"] == "channels" else f"2:4 sparsity on {len(prune['sparse_layers'])} layers")
+    kept = (f"; head {prune['head']} keeps its outputs" if prune["head"] else "") + (
+        f"; untouched: {', '.join(prune['ignored'])}" if prune["ignored"] else "")
+    lines = [f"  prune      {how}{kept}",
+             f"             params {before['params']:,} -> {after['params']:,} (nonzero {after['nonzero_params']:,}, "
+             f"-{prune['nonzero_removed'] * 100:.1f}%)   MACs {before['macs'] / 1e6:.1f} M -> {after['macs'] / 1e6:.1f} M   "
+             f"FP32 MB {before['bytes'] / 1e6:.2f} -> {after['bytes'] / 1e6:.2f}"]
+    if before["accuracy"] is not None:
+        recovery = prune["recovery"]
+        steps = f" -> {_percent(after['accuracy'])} after {recovery['steps']} recovery steps" if recovery else ""
+        lines.append(f"             accuracy FP32 {_percent(before['accuracy'])} -> {_percent(prune['accuracy_pruned'])} "
+                     f"pruned{steps}; cost {prune['accuracy_cost'] * 100:.2f} points")
+    if before["latency_ms"] and after["latency_ms"]:
+        lines.append(f"             latency FP32 p50 {before['latency_ms']['p50']:.3f} -> {after['latency_ms']['p50']:.3f} ms "
+                     f"({prune['latency_speedup']:.2f}x, host, batch 1, same run)")
+    return lines

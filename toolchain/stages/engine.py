@@ -1,24 +1,23 @@
-"""Finishing a TensorRT build on the device, and timing the engine there.
+"""Finishing a TensorRT build on the device, and running the engine there.
 
 `edgeopt engine build BUILD_DIR_OR_PACKAGE` runs on a Jetson (or any host with the target's
 TensorRT): it takes the portable half a host build left (Q/DQ ONNX, build_plan.json,
-calibration cache), checks it against manifest.json, and builds with the same plan. Timing
-follows trtexec: warm-up by time, a measured duration, CUDA events around H2D, compute and
-D2H, percentiles and a coefficient-of-variance warning.
+calibration cache), checks it against manifest.json, builds with the same plan and records the
+engine in the manifest. `TensorRTSession` runs an engine (inference and the stream/event calls
+that `edgeopt.bench.time_engine` times, as trtexec does); `time_build` is `edgeopt engine time`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 import tarfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Protocol
+from typing import Any
 
 import numpy as np
 
+from edgeopt import artifacts, bench
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.stages import tensorrt_api
 from edgeopt.stages.compile_tensorrt import (
@@ -36,7 +35,6 @@ from edgeopt.stages.tensorrt_plan import BuildPlan, command_line, trtexec_args, 
 from edgeopt.targets import TargetProfile
 
 MANIFEST_FILE = "manifest.json"
-CV_WARNING = 0.01  # trtexec warns above 1 %
 
 
 # --- build directories and packages -----------------------------------------------------------
@@ -138,135 +136,19 @@ def engine_build(
     engine_path, metadata = build_engine(
         plan, onnx_path, build_dir, builder, calibration_cache=cache, timing_cache_dir=timing_cache_dir
     )
-    return TensorRTResult(
+    result = TensorRTResult(
         status="built", reason=f"built with TensorRT {metadata['tensorrt_version']}",
         plan_path=build_dir / PLAN_FILE, plan=plan, trtexec=command_line(trtexec_args(plan)),
         trtexec_timing=command_line(trtexec_timing_args(plan)),
         engine_path=engine_path, engine_metadata=metadata,
     )
-
-
-# --- timing -----------------------------------------------------------------------------------
-
-
-class TimedSession(Protocol):
-    """What timing needs from an engine: async copies and execution on one stream, and events."""
-
-    def copy_inputs(self) -> None: ...
-    def execute(self) -> None: ...
-    def copy_outputs(self) -> None: ...
-    def synchronize(self) -> None: ...
-    def event(self) -> Any: ...
-    def record(self, event: Any) -> None: ...
-    def elapsed_ms(self, start: Any, end: Any) -> float: ...
-
-
-@dataclass
-class Stats:
-    min: float
-    max: float
-    mean: float
-    median: float
-    p90: float
-    p95: float
-    p99: float
-    cv: float  # standard deviation / mean
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """trtexec's rule: drop the top (100 - p) % of the sorted timings, take the largest left."""
-    n = len(sorted_values)
-    exclude = int((100 - p) * n / 100)  # (1 - p/100) * n, without 0.1 rounding down
-    return sorted_values[max(n - 1 - exclude, 0)]
-
-
-def summarize(values: list[float]) -> Stats:
-    if not values:
-        raise ValueError("no timings to summarize")
-    ordered = sorted(values)
-    n = len(ordered)
-    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    mean = sum(ordered) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in ordered) / n)
-    return Stats(
-        min=ordered[0], max=ordered[-1], mean=mean, median=median,
-        p90=percentile(ordered, 90), p95=percentile(ordered, 95), p99=percentile(ordered, 99),
-        cv=std / mean if mean > 0 else 0.0,
-    )
-
-
-@dataclass
-class LatencyReport:
-    host_latency: Stats  # H2D + GPU compute + D2H, from CUDA events (trtexec's "Latency")
-    gpu_compute: Stats
-    h2d: Stats
-    d2h: Stats
-    enqueue: Stats  # host time spent in the execute call
-    iterations: int
-    duration_s: float
-    throughput_qps: float
-    warnings: list[str] = field(default_factory=list)
-
-    def latency_ms(self) -> dict[str, float]:
-        """The `latency_ms` block of `edgeopt build --json`."""
-        return {"p50": self.host_latency.median, "p90": self.host_latency.p90, "p99": self.host_latency.p99}
-
-
-def time_engine(
-    session: TimedSession,
-    *,
-    warmup_ms: float = 200.0,
-    duration_s: float = 3.0,
-    min_iterations: int = 10,
-    clock: Callable[[], float] = time.perf_counter,
-    cv_threshold: float = CV_WARNING,
-) -> LatencyReport:
-    """Warm up for `warmup_ms`, then run for at least `duration_s` and `min_iterations`."""
-    marks = [session.event() for _ in range(4)]
-    start = clock()
-    while (clock() - start) * 1000 < warmup_ms:
-        session.copy_inputs()
-        session.execute()
-        session.copy_outputs()
-        session.synchronize()
-
-    host, gpu, h2d, d2h, enqueue = [], [], [], [], []
-    begin = clock()
-    while True:
-        session.record(marks[0])
-        session.copy_inputs()
-        session.record(marks[1])
-        before = clock()
-        session.execute()
-        enqueue.append((clock() - before) * 1000)
-        session.record(marks[2])
-        session.copy_outputs()
-        session.record(marks[3])
-        session.synchronize()
-        h2d.append(session.elapsed_ms(marks[0], marks[1]))
-        gpu.append(session.elapsed_ms(marks[1], marks[2]))
-        d2h.append(session.elapsed_ms(marks[2], marks[3]))
-        host.append(session.elapsed_ms(marks[0], marks[3]))
-        elapsed = clock() - begin
-        if elapsed >= duration_s and len(host) >= min_iterations:
-            break
-
-    report = LatencyReport(
-        host_latency=summarize(host), gpu_compute=summarize(gpu), h2d=summarize(h2d), d2h=summarize(d2h),
-        enqueue=summarize(enqueue), iterations=len(host), duration_s=elapsed,
-        throughput_qps=len(host) / elapsed if elapsed > 0 else float("inf"),
-    )
-    for label, stats in (("GPU compute time", report.gpu_compute), ("host latency", report.host_latency)):
-        if stats.cv > cv_threshold:
-            report.warnings.append(
-                f"{label} is unstable, coefficient of variance {stats.cv:.1%}: lock the GPU clocks "
-                "(sudo jetson_clocks on a Jetson) and close other GPU work"
-            )
-    return report
+    record_engine(build_dir, result)
+    return result
 
 
 class TensorRTSession:
-    """A deserialized engine with device buffers at fixed input shapes (the device side)."""
+    """A deserialized engine with device buffers sized to its current input shapes (the device
+    side). `set_shapes` moves to other shapes within the engine's optimization profile."""
 
     def __init__(self, engine_bytes: bytes, shapes: dict[str, tuple[int, ...]], *, dla_core: int | None = None,
                  trt: Any = None, cuda: tensorrt_api.Cuda | None = None):
@@ -281,16 +163,32 @@ class TensorRTSession:
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
         mode_input = tensorrt_api.flag(self.trt, "TensorIOMode", "INPUT")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == mode_input]
-        self.outputs = [n for n in names if n not in self.inputs]
-        for name in self.inputs:
-            self.context.set_input_shape(name, shapes[name])
+        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == mode_input]
+        self.outputs = [n for n in self.names if n not in self.inputs]
+        self.dtypes = {n: np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n))) for n in self.names}
+        self.shapes: dict[str, tuple[int, ...]] = {}
         self.host: dict[str, np.ndarray] = {}
         self.device: dict[str, int] = {}
-        for name in names:
-            dtype = self.trt.nptype(self.engine.get_tensor_dtype(name))
-            self.host[name] = np.zeros(tuple(self.context.get_tensor_shape(name)), dtype=dtype)
+        self.set_shapes(shapes)
+
+    def set_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Set every input's shape and size the buffers to it (outputs follow from the inputs)."""
+        missing = [n for n in self.inputs if n not in shapes]
+        if missing:
+            raise BadInput(f"the engine needs input(s) {', '.join(missing)}")
+        for name in self.inputs:
+            shape = tuple(int(d) for d in shapes[name])
+            if self.context.set_input_shape(name, shape) is False:
+                raise BadInput(f"input '{name}': shape {shape} is outside the engine's optimization profile")
+            self.shapes[name] = shape
+        for name in self.names:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            if name in self.host and self.host[name].shape == shape:
+                continue
+            if name in self.device:
+                self.cuda.free(self.device.pop(name))
+            self.host[name] = np.zeros(shape, dtype=self.dtypes[name])
             self.device[name] = self.cuda.malloc(self.host[name].nbytes)
             self.context.set_tensor_address(name, self.device[name])
 
@@ -318,10 +216,17 @@ class TensorRTSession:
     def elapsed_ms(self, start: int, end: int) -> float:
         return self.cuda.elapsed_ms(start, end)
 
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One synchronous inference at the session's shapes, for accuracy validation."""
+    def fill(self, feeds: dict[str, np.ndarray]) -> None:
+        """Put `feeds` in the input buffers, reshaping the engine first if their shapes differ."""
+        shapes = {name: tuple(feeds[name].shape) for name in self.inputs if name in feeds}
+        if shapes != self.shapes:
+            self.set_shapes(shapes)
         for name in self.inputs:
             self.host[name][...] = feeds[name]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One synchronous inference on `feeds` (any shapes within the optimization profile)."""
+        self.fill(feeds)
         self.copy_inputs()
         self.execute()
         self.copy_outputs()
@@ -332,15 +237,79 @@ class TensorRTSession:
         for ptr in self.device.values():
             self.cuda.free(ptr)
         self.device.clear()
+        self.host.clear()
 
 
-def open_engine(build_dir: Path, *, batch: str = "opt") -> TensorRTSession:
-    """The build directory's engine, refused when it does not match the manifest's target."""
-    manifest, target = read_manifest(build_dir)
-    meta_path = build_dir / ENGINE_METADATA_FILE
-    if not meta_path.is_file():
-        raise BadInput(f"{build_dir}: no engine was built here (run `edgeopt engine build {build_dir}` on the device)")
-    check_engine_matches(json.loads(meta_path.read_text()), target)
-    plan: BuildPlan = read_plan(build_dir / PLAN_FILE)
+def read_engine(folder: Path, target: TargetProfile) -> tuple[BuildPlan, dict]:
+    """The plan and engine.json of a folder holding a built engine, refused (one line) when the
+    engine's TensorRT version or compute capability is not the target's."""
+    meta_path = folder / ENGINE_METADATA_FILE
+    if not meta_path.is_file() or not (folder / PLAN_FILE).is_file():
+        raise BadInput(f"{folder}: no engine was built here (run `edgeopt engine build {folder}` on the device)")
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{meta_path}: not readable ({exc})") from None
+    check_engine_matches(metadata, target)
+    return read_plan(folder / PLAN_FILE), metadata
+
+
+def open_session(folder: Path, plan: BuildPlan, metadata: dict, *, batch: str = "opt", trt: Any = None,
+                 cuda: tensorrt_api.Cuda | None = None) -> TensorRTSession:
+    """A session on the folder's engine at the plan's min, opt or max shapes."""
+    path = folder / plan.engine
+    if not path.is_file():
+        raise BadInput(f"{path}: the engine file is missing")
+    data = path.read_bytes()
+    if metadata.get("engine_sha256") and hashlib.sha256(data).hexdigest() != metadata["engine_sha256"]:
+        raise BadInput(f"{path}: sha256 differs from {ENGINE_METADATA_FILE} (changed or damaged)")
     shapes = {s.name: getattr(s, batch) for s in plan.inputs}
-    return TensorRTSession((build_dir / plan.engine).read_bytes(), shapes, dla_core=plan.dla_core)
+    return TensorRTSession(data, shapes, dla_core=plan.dla_core, trt=trt, cuda=cuda)
+
+
+def open_engine(build_dir: Path, *, batch: str = "opt", trt: Any = None,
+                cuda: tensorrt_api.Cuda | None = None) -> TensorRTSession:
+    """The build directory's engine, refused when it does not match the manifest's target."""
+    _, target = read_manifest(build_dir)
+    plan, metadata = read_engine(build_dir, target)
+    return open_session(build_dir, plan, metadata, batch=batch, trt=trt, cuda=cuda)
+
+
+def time_build(path: Path, *, warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10,
+               trt: Any = None, cuda: tensorrt_api.Cuda | None = None) -> bench.EngineTiming:
+    """`edgeopt engine time`: the engine of a build directory or package at its opt shapes, timed
+    as trtexec does (same defaults: 200 ms warm-up, 3 s, at least 10 runs)."""
+    build_dir = open_build(Path(path))
+    _, target = read_manifest(build_dir)
+    plan, metadata = read_engine(build_dir, target)
+    session = open_session(build_dir, plan, metadata, trt=trt, cuda=cuda)
+    try:
+        batch = plan.inputs[0].opt[0] if plan.inputs and plan.inputs[0].opt else 1
+        return bench.time_engine(session, warmup_s=warmup_s, duration_s=duration_s, min_runs=min_runs, batch=batch)
+    finally:
+        session.close()
+
+
+# --- recording in the manifest ----------------------------------------------------------------
+
+
+def record_in_manifest(build_dir: Path, updates: dict, files: list[str]) -> dict:
+    """Merge `updates` into manifest.json and refresh the artifact entries of `files`; atomic."""
+    manifest, _ = read_manifest(build_dir)
+    manifest.update(updates)
+    entries = [e for e in manifest.get("artifacts", []) if e.get("path") not in files]
+    entries += [artifacts.describe_artifact(build_dir / name, build_dir) for name in files if (build_dir / name).is_file()]
+    manifest["artifacts"] = sorted(entries, key=lambda e: e["path"])
+    artifacts.write_json_atomic(build_dir / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def record_engine(build_dir: Path, result: TensorRTResult) -> None:
+    """The manifest's `engine` block (as `edgeopt build` writes it on a device) and the engine files."""
+    manifest, _ = read_manifest(build_dir)
+    engine = {**(manifest.get("engine") or {}), **{
+        "status": result.status, "reason": result.reason, "plan": str(result.plan_path.resolve()),
+        "trtexec": result.trtexec, "trtexec_timing": result.trtexec_timing,
+        "engine": result.engine_path.name if result.engine_path else None, "metadata": result.engine_metadata,
+    }}
+    record_in_manifest(build_dir, {"engine": engine}, [result.plan.engine, ENGINE_METADATA_FILE])

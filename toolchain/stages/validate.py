@@ -1,6 +1,7 @@
 """Validate stage: accuracy and fidelity of the INT8 artifact against the FP32 reference, and
 host latency of both where the host can stand in for the target (an onnxruntime CPU target of
-this host's architecture). Judging (gates) is separate, in report/gates.py.
+this host's architecture). A TensorRT engine on its device is validated by validate_engine.py,
+with the same `compare_outputs`. Judging (gates) is separate, in report/gates.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ValidateResult(BaseModel):
     int8: PrecisionMetrics
     latency_measured_on: str | None = None
     latency_note: str | None = None
+    engine_timing: bench.EngineTiming | None = None  # a TensorRT engine timed on the device (validate_engine)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""A stand-in for the device side: the CUDA runtime (memory, copies, one stream, events on a
+scripted GPU clock) and TensorRT's runtime (deserialize, execution context, name-based tensors).
+
+The fake engine reads its inputs from the fake device memory at the addresses the session set,
+computes `fn(inputs)` and writes the outputs back there, so a session that copies the wrong
+buffer, keeps stale shapes or loses the order of samples gets wrong outputs, as on a GPU.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Callable
+
+import numpy as np
+
+from fake_tensorrt import FakeTensorRT
+
+Fn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class FakeCuda:
+    """Device memory is a dict of byte buffers; GPU time advances by `h2d_ms` per input copy,
+    the engine's scripted compute time per execution and `d2h_ms` per output copy."""
+
+    def __init__(self, h2d_ms: float = 0.1, d2h_ms: float = 0.05):
+        self.memory: dict[int, bytearray] = {}
+        self.h2d_ms, self.d2h_ms = h2d_ms, d2h_ms
+        self.now_ms = 0.0
+        self.events: dict[int, float] = {}
+        self._next = 1
+
+    def malloc(self, nbytes: int) -> int:
+        ptr, self._next = self._next, self._next + 1
+        self.memory[ptr] = bytearray(max(nbytes, 1))
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        del self.memory[ptr]
+
+    def to_device(self, ptr: int, array: np.ndarray, stream: int) -> None:
+        data = np.ascontiguousarray(array).tobytes()
+        assert len(data) <= len(self.memory[ptr]), "copy larger than the device buffer"
+        self.memory[ptr][: len(data)] = data
+        self.now_ms += self.h2d_ms
+
+    def to_host(self, array: np.ndarray, ptr: int, stream: int) -> None:
+        array[...] = np.frombuffer(bytes(self.memory[ptr][: array.nbytes]), dtype=array.dtype).reshape(array.shape)
+        self.now_ms += self.d2h_ms
+
+    def stream(self) -> int:
+        return 7
+
+    def synchronize(self, stream: int) -> None:
+        pass
+
+    def event(self) -> int:
+        ptr, self._next = self._next, self._next + 1
+        return ptr
+
+    def record(self, event: int, stream: int) -> None:
+        self.events[event] = self.now_ms
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        return self.events[end] - self.events[start]
+
+
+class _Engine:
+    def __init__(self, trt: "FakeTensorRT", inputs: dict[str, tuple[tuple, tuple]], outputs: list[str]):
+        self.trt, self.inputs, self.outputs = trt, inputs, outputs
+        self.names = list(inputs) + outputs
+        self.num_io_tensors = len(self.names)
+
+    def get_tensor_name(self, i: int) -> str:
+        return self.names[i]
+
+    def get_tensor_mode(self, name: str):
+        return self.trt.TensorIOMode.INPUT if name in self.inputs else self.trt.TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str):
+        return self.trt.DataType.FLOAT
+
+    def create_execution_context(self) -> "_Context":
+        return _Context(self)
+
+
+class _Context:
+    def __init__(self, engine: _Engine):
+        self.engine, self.trt = engine, engine.trt
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        lo, hi = self.engine.inputs[name]
+        self.trt.device_calls.append(("set_input_shape", name, tuple(shape)))
+        if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+            return False
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def _outputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.trt.engine_fn(inputs)
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        if name in self.engine.inputs:
+            return self.shapes[name]
+        zeros = {n: np.zeros(s, dtype=np.float32) for n, s in self.shapes.items()}
+        return tuple(self._outputs(zeros)[name].shape)
+
+    def set_tensor_address(self, name: str, ptr: int) -> None:
+        self.addresses[name] = ptr
+
+    def execute_async_v3(self, stream: int) -> bool:
+        cuda = self.trt.cuda
+        inputs = {}
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape)) * 4
+            inputs[name] = np.frombuffer(bytes(cuda.memory[self.addresses[name]][:size]), dtype=np.float32).reshape(shape)
+        for name, value in self._outputs(inputs).items():
+            data = np.ascontiguousarray(value, dtype=np.float32).tobytes()
+            cuda.memory[self.addresses[name]][: len(data)] = data
+        self.trt.executions.append({n: a.shape for n, a in inputs.items()})
+        script = self.trt.compute_ms
+        cuda.now_ms += script[(len(self.trt.executions) - 1) % len(script)]
+        return True
+
+
+class _Runtime:
+    def __init__(self, trt: "FakeTensorRT"):
+        self.trt = trt
+
+    def deserialize_cuda_engine(self, data: bytes):
+        if data != b"FAKE-SERIALIZED-ENGINE":
+            return None
+        return _Engine(self.trt, self.trt.engine_inputs, self.trt.engine_outputs)
+
+
+def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple, tuple]], outputs: list[str],
+                fn: Fn, compute_ms: list[float] | None = None) -> FakeTensorRT:
+    """Give a FakeTensorRT the runtime half: its engines take `inputs` ({name: (min, max)}) and
+    compute `fn`; every execution takes the next of `compute_ms` on the fake GPU clock."""
+    trt.cuda, trt.engine_inputs, trt.engine_outputs, trt.engine_fn = cuda, inputs, outputs, fn
+    trt.compute_ms = compute_ms or [1.0]
+    trt.executions, trt.device_calls = [], []
+    trt.TensorIOMode = enum.Enum("TensorIOMode", ["INPUT", "OUTPUT"])
+    trt.DataType = enum.Enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
+    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+    trt.Runtime = lambda logger: _Runtime(trt)
+    return trt

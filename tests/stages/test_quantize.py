@@ -1,0 +1,199 @@
+"""The quantize stage on real data: the digits example, TensorRT placement and calibration files,
+the accuracy-aware fallback, static-vs-dynamic choice, and a BERT-style encoder graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from quantize_models import labelled_by, mlp, mlp_data
+
+from edgeopt import runtime, targets
+from edgeopt.data.npz import read_npz
+from edgeopt.models.spec import InputSpec
+from edgeopt.stages import calibration
+from edgeopt.stages.quantize import QuantizeConfig, quantize
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = [InputSpec(name="image", shape=(1, 1, 32, 32))]
+QUICK = QuantizeConfig(measure_latency=False)
+
+
+@pytest.fixture(scope="module")
+def digits(example_build):
+    calib = read_npz(REPO / "calibration" / "digits_calib.npz", IMAGE)
+    evaluation = read_npz(REPO / "calibration" / "digits_eval.npz", IMAGE)
+    return Path(example_build["artifacts"]["onnx_fp32"]), calib, evaluation
+
+
+def _top1(path: Path, data) -> float:
+    logits = runtime.run_all(runtime.session(path, threads=2), data)[0]
+    return float((logits.argmax(axis=1) == data.labels).mean())
+
+
+def test_digits_int8_for_the_host_cpu_is_within_one_point(digits, tmp_path):
+    fp32, calib, evaluation = digits
+    result = quantize(fp32, calib, targets.resolve("cpu-x86-avx512"), tmp_path, evaluation=evaluation, config=QUICK)
+    assert result.mode == "static-qdq" and result.activation_type == "uint8" and result.per_channel
+    assert _top1(fp32, evaluation) - _top1(tmp_path / "model.int8.onnx", evaluation) <= 0.01
+    assert result.budget_met and result.calibration_samples == 256 and result.calibration_seconds < 30
+    ranges = json.loads((tmp_path / "calibration.json").read_text())
+    assert ranges["method"] == "minmax" and ranges["tensors"]["image"]["quantized"]["dtype"] == "uint8"
+    assert not (tmp_path / "calibration.cache").exists()  # only TensorRT <= 10 targets get one
+
+
+def _consumers(model: onnx.ModelProto) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node.op_type)
+    return found
+
+
+def test_tensorrt_recipe_is_symmetric_int8_before_compute_ops_only(digits, tmp_path):
+    fp32, calib, evaluation = digits
+    result = quantize(fp32, calib, targets.resolve("jetson"), tmp_path, evaluation=evaluation, config=QUICK)
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    consumers = _consumers(model)
+    dequantizers = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert dequantizers and result.recipe == "tensorrt-explicit-qdq"
+    for node in dequantizers:
+        assert set(consumers[node.output[0]]) <= {"Conv", "Gemm", "MatMul"}, node.name
+        zero_point = constants[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    # runnable by ONNX Runtime, and accurate: TensorRT's model is validated on the CPU first
+    assert _top1(fp32, evaluation) - _top1(tmp_path / "model.int8.onnx", evaluation) <= 0.01
+
+
+def test_tensorrt_calibration_cache_parses_and_matches_calibration_json(digits, tmp_path):
+    fp32, calib, _ = digits
+    quantize(fp32, calib.subset(64), targets.resolve("jetson"), tmp_path, config=QUICK)
+    header, scales = calibration.read_tensorrt_cache(tmp_path / "calibration.cache")
+    assert header == "TRT-100300-EntropyCalibration2"  # TensorRT 10.3, as the profile pins
+    table = json.loads((tmp_path / "calibration.json").read_text())["tensors"]
+    assert set(scales) == set(table)
+    fp32_names = {o for n in onnx.load(str(fp32)).graph.node for o in n.output} | {"image"}
+    assert set(scales) <= fp32_names  # implicit INT8 parses the FP32 graph: its tensor names
+    for name, scale in scales.items():
+        assert scale == pytest.approx(table[name]["amax"] / 127, rel=1e-6)
+        if table[name]["quantized"]:  # the Q/DQ model uses the very same scale
+            assert table[name]["quantized"]["scale"] == pytest.approx(scale, rel=1e-5)
+    assert sum(1 for t in table.values() if t["quantized"]) >= 5
+
+
+def test_tensorrt_11_targets_get_no_calibration_cache(digits, tmp_path):
+    fp32, calib, _ = digits
+    quantize(fp32, calib.subset(32), targets.resolve("l4"), tmp_path, config=QUICK)
+    assert not (tmp_path / "calibration.cache").exists() and (tmp_path / "calibration.json").exists()
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_other_calibration_methods_keep_digits_accurate(digits, tmp_path, method):
+    fp32, calib, evaluation = digits
+    result = quantize(fp32, calib.subset(64), targets.resolve("cpu-x86-avx512"), tmp_path, method,
+                      evaluation=evaluation, config=QUICK)
+    assert json.loads((tmp_path / "calibration.json").read_text())["method"] == method == result.method
+    assert result.accuracy_drop <= 0.01
+
+
+def test_fallback_keeps_the_sensitive_layer_in_float_and_meets_the_budget(tmp_path):
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
+    calib = mlp_data(128, 1, outlier_input=True)
+    evaluation = labelled_by(model, mlp_data(300, 2, outlier_input=True))
+    config = QuantizeConfig(measure_latency=False, max_accuracy_drop=0.05)
+    result = quantize(model, calib, targets.resolve("cpu-x86-avx512"), tmp_path / "out", evaluation=evaluation, config=config)
+    fallback = result.fallback
+    assert fallback is not None and fallback.drop_before > 0.5  # all-INT8 misses the budget...
+    assert result.budget_met and fallback.met and result.accuracy_drop <= 0.05  # ...the fallback meets it
+    assert fallback.float_layers == ["fc1"]  # only the sensitive layer stays float
+    ranked = {row.node: row for row in fallback.layers}
+    assert ranked["fc1"].rank == 1 and ranked["fc1"].saved > 0.5 and ranked["fc1"].kept_float
+    assert not ranked["fc2"].kept_float and not ranked["fc3"].kept_float
+    assert _top1(tmp_path / "out" / "model.int8.onnx", evaluation) >= 0.95
+
+
+def test_when_nothing_meets_the_budget_the_best_model_and_table_are_returned(tmp_path):
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
+    evaluation = labelled_by(model, mlp_data(200, 2, outlier_input=True))
+    config = QuantizeConfig(measure_latency=False, max_accuracy_drop=0.0, max_fallback_layers=0)
+    result = quantize(model, mlp_data(64, 1, outlier_input=True), targets.resolve("cpu-x86-avx512"), tmp_path / "out",
+                      evaluation=evaluation, config=config)
+    assert not result.budget_met and result.accuracy_drop > 0 and (tmp_path / "out" / "model.int8.onnx").exists()
+
+
+def test_static_and_dynamic_are_both_timed_on_the_host_and_the_faster_is_kept(tmp_path):
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=False, features=256, hidden=512)
+    data = mlp_data(64, 1, outlier_input=False, features=256)
+    config = QuantizeConfig(measure_latency=True, latency_seconds=0.1, max_accuracy_drop=1.0)
+    result = quantize(model, data, targets.resolve("cpu-x86-avx512"), tmp_path, config=config)
+    timed = {c.mode: c.latency_p50_ms for c in result.candidates}
+    assert set(timed) == {"static-qdq", "dynamic"} and all(timed.values())
+    assert result.mode == min(timed, key=timed.get) and "fastest" in result.choice
+    assert result.fp32_latency_p50_ms > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=200, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=64)
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 200, (48, 16)).astype(np.int64)
+    mask = (np.arange(16)[None] < rng.integers(4, 17, (48, 1))).astype(np.int64)
+    inputs = {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    axes = {name: {0: "batch", 1: "sequence"} for name in [*inputs, "last_hidden_state"]}
+    torch.onnx.export(model, tuple(torch.from_numpy(v[:1]) for v in inputs.values()), str(folder / "bert.onnx"),
+                      input_names=list(inputs), output_names=["last_hidden_state"], dynamic_axes=axes,
+                      opset_version=17, dynamo=False)
+    from edgeopt.data.dataset import Dataset
+
+    return folder / "bert.onnx", Dataset(inputs, None, folder)
+
+
+def test_bert_encoder_is_fused_then_quantized_for_cpu(tiny_bert, tmp_path):
+    model, data = tiny_bert
+    config = QuantizeConfig(measure_latency=False, task="embedding", max_accuracy_drop=0.01)
+    result = quantize(model, data, targets.resolve("cpu-arm64"), tmp_path, evaluation=data, config=config)
+    assert "Attention x2" in result.graph_optimization and "SkipLayerNormalization" in result.graph_optimization
+    assert {c.mode for c in result.candidates} == {"static-qdq", "dynamic", "dynamic-unfused"}
+    assert result.mode == "dynamic" and "not timed" in result.choice  # not this host: the encoder rule
+    assert result.accuracy_metric.startswith("1 - mean cosine") and result.accuracy_drop <= 0.01
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
+    assert "QAttention" in ops and "Softmax" not in ops  # the mask/softmax path stays inside float kernels
+
+
+def test_bert_encoder_for_tensorrt_keeps_mask_and_softmax_in_float(tiny_bert, tmp_path):
+    model, data = tiny_bert
+    config = QuantizeConfig(measure_latency=False, task="embedding")
+    quantize(model, data, targets.resolve("jetson"), tmp_path, evaluation=data, config=config)
+    quantized = onnx.load(str(tmp_path / "model.int8.onnx"))
+    consumers = _consumers(quantized)
+    for node in quantized.graph.node:
+        if node.op_type == "DequantizeLinear":
+            assert set(consumers[node.output[0]]) <= {"MatMul", "Gemm", "Conv"}, node.name
+
+
+def test_build_exits_1_with_the_best_result_and_the_layer_table_when_no_budget_holds(tmp_path):
+    from conftest import build_json
+
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
+    for name, count, seed in (("calib", 64, 1), ("eval", 200, 2)):
+        data = labelled_by(model, mlp_data(count, seed, outlier_input=True))
+        np.savez(tmp_path / f"{name}.npz", x=data.inputs["x"], labels=data.labels)
+    code, document, _ = build_json(str(model), "--calib", str(tmp_path / "calib.npz"), "--eval", str(tmp_path / "eval.npz"),
+                                   "--max-accuracy-drop", "0", "--out", str(tmp_path / "b"), "--latency-seconds", "0.1")
+    assert code == 1 and document["status"] == "gate_failed"
+    fallback = document["quantization"]["fallback"]
+    assert not fallback["met"] and fallback["float_layers"] == ["fc1"]  # at most half the layers float
+    assert fallback["drop_after"] < fallback["drop_before"] and len(fallback["layers"]) == 3
+    gate = document["gates"][0]
+    assert gate["passed"] is False and gate["value"] == pytest.approx(fallback["drop_after"], abs=0.02)

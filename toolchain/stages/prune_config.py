@@ -1,0 +1,84 @@
+"""Pruning options and the build report's `prune` section, without importing torch: a fully
+cached build (and a refused `--prune 2:4`) must not pay torch's import time."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeopt.errors import BadInput
+from edgeopt.targets import TargetProfile
+
+Mode = Literal["channels", "2:4"]
+Importance = Literal["magnitude", "bn", "taylor"]
+PRUNED_FILE = "model.pruned.pt2"
+PRUNABLE_SOURCES = ("factory",)  # kinds whose loaded model is an nn.Module with its real layers
+DEFAULT_FINETUNE_STEPS = 300
+
+
+class PruneConfig(BaseModel):
+    """What to prune and how; one field per CLI option (`--prune`, `--prune-importance`, ...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode = Field(description="channels: remove channels; 2:4: semi-structured sparsity masks")
+    ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer")
+    importance: Importance = Field("magnitude", description="channel ranking: weight L2, BN scale, or Taylor")
+    channel_multiple: int = Field(8, ge=1, description="kept channel counts are multiples of this")
+    ignore: tuple[str, ...] = Field((), description="module names left untouched")
+    finetune_steps: int = Field(0, ge=0, description="recovery distillation steps (0: none)")
+    seed: int = 0
+
+
+def parse_prune(value: str | float | None, target: TargetProfile) -> tuple[Mode, float | None] | None:
+    """`--prune` text (or the profile's build.prune) -> (mode, ratio); None means no pruning.
+    Refuses 2:4 on targets that do not accelerate it: masks there cost accuracy for nothing."""
+    if value is None:
+        value = target.build.prune
+    if value is None or str(value).strip().lower() in ("", "none", "0", "0.0", "off"):
+        return None
+    text = str(value).strip()
+    if text == "2:4":
+        if not target.device.sparse_2_4:
+            kind = target.device.arch.capitalize() if target.device.kind == "gpu" else f"{target.device.arch} CPU"
+            raise BadInput(f"--prune 2:4: {target.name} ({kind}) does not accelerate 2:4 "
+                           "sparsity (Ampere and newer GPUs do); use --prune RATIO for structured pruning")
+        return "2:4", None
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise BadInput(f"--prune {text}: expected a ratio between 0 and 1 (e.g. 0.5), '2:4' or 'none'") from None
+    if not 0 < ratio < 1:
+        raise BadInput(f"--prune {text}: the ratio must be between 0 and 1 (the fraction of channels removed)")
+    return "channels", ratio
+
+
+def _latency(value: dict | None) -> dict | None:
+    return {key: value[key] for key in ("p50", "p90", "p99")} if value else None
+
+
+def prune_section(result: dict, report: dict | None) -> dict:
+    """The `prune` section of `edgeopt build --json`, from the prune and prune_report stage results."""
+    report = report or {}
+    before, after = dict(result["before"]), dict(result["after"])
+    before.update(onnx_bytes=report.get("onnx_bytes_before"), latency_ms=_latency(report.get("latency_before_ms")))
+    after.update(onnx_bytes=report.get("onnx_bytes_after"), latency_ms=_latency(report.get("latency_after_ms")))
+    accuracy_cost = None if before["accuracy"] is None or after["accuracy"] is None else round(
+        before["accuracy"] - after["accuracy"], 6)
+    speedup = round(before["latency_ms"]["p50"] / after["latency_ms"]["p50"], 3) \
+        if before["latency_ms"] and after["latency_ms"] else None
+    return {
+        "mode": result["mode"], "ratio": result["ratio"], "importance": result["importance"],
+        "channel_multiple": result["channel_multiple"], "head": result["head"], "ignored": result["ignored"],
+        "protected": result["protected"], "sparse_layers": result["sparse_layers"],
+        "before": before, "after": after,
+        "accuracy_pruned": result["accuracy_pruned"],  # after pruning, before any recovery
+        "accuracy_cost": accuracy_cost,  # FP32 top-1, unpruned minus final pruned (after recovery)
+        "params_removed": round(1 - after["params"] / before["params"], 4) if before["params"] else None,
+        "nonzero_removed": round(1 - after["nonzero_params"] / before["nonzero_params"], 4) if before["nonzero_params"] else None,
+        "latency_speedup": speedup,  # FP32 p50, unpruned / pruned, same process
+        "latency_note": report.get("latency_note"),
+        "recovery": result["recovery"],
+        "layers": result["layers"],
+    }
