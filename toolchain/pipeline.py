@@ -15,6 +15,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeopt import __version__ as edgeopt_version
 from edgeopt import artifacts, targets
 from edgeopt.artifacts import sha256_file
 from edgeopt.cache import CacheEntry, StageCache, cache_key
@@ -76,7 +77,8 @@ class Pipeline:
         self.options = options
         self.progress = progress or (lambda event, stage, details: None)
         self.cache = StageCache(options.cache_dir, enabled=options.use_cache)
-        self.libraries = artifacts.library_versions()
+        # edgeopt itself is a library whose code shapes every artifact: its version is in every key
+        self.libraries = {**artifacts.library_versions(), "edgeopt": edgeopt_version}
         self.records: list[StageRecord] = []
         self.entries: dict[str, CacheEntry] = {}
         self._torch_module = None
