@@ -246,3 +246,16 @@ def qdq_model(tmp_path) -> Path:
 @pytest.fixture
 def fp32_model(tmp_path) -> Path:
     return fp32_onnx(tmp_path / "model.onnx")
+
+
+def jetson_profile_for_this_host():
+    """The `jetson` profile re-pinned to the installed TensorRT and GPU, for real-TensorRT tests."""
+    from edgeopt import targets
+    from edgeopt.stages import tensorrt_api
+
+    version, device = tensorrt_api.version(), tensorrt_api.device_info()
+    base = targets.resolve("jetson")
+    return base.model_copy(update={
+        "software": base.software.model_copy(update={"tensorrt": ".".join(version.split(".")[:2])}),
+        "device": base.device.model_copy(update={"compute_capability": device.compute_capability}),
+    })

@@ -131,12 +131,9 @@ def test_real_engine_build_and_timing(tmp_path, qdq_model):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
     from edgeopt.stages.engine import TensorRTSession
 
-    version, device = tensorrt_api.version(), tensorrt_api.device_info()
-    base = targets.resolve("jetson")
-    target = base.model_copy(update={
-        "software": base.software.model_copy(update={"tensorrt": ".".join(version.split(".")[:2])}),
-        "device": base.device.model_copy(update={"compute_capability": device.compute_capability}),
-    })
+    from fake_tensorrt import jetson_profile_for_this_host
+
+    target = jetson_profile_for_this_host()
     result = compile_tensorrt(qdq_model, target, INPUTS, tmp_path / "out", timing_cache_dir=tmp_path / "tc")
     assert result.status == "built", result.reason
     session = TensorRTSession(result.engine_path.read_bytes(), {"x": (1, 1, 8, 8)})

@@ -227,12 +227,9 @@ def test_cli_engine_build_eval_and_time(device_build, monkeypatch, orin):
 @pytest.mark.tensorrt
 def test_real_engine_validation(tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
-    version, device = tensorrt_api.version(), tensorrt_api.device_info()
-    base = targets.resolve("jetson")
-    target = base.model_copy(update={
-        "software": base.software.model_copy(update={"tensorrt": ".".join(version.split(".")[:2])}),
-        "device": base.device.model_copy(update={"compute_capability": device.compute_capability}),
-    })
+    from fake_tensorrt import jetson_profile_for_this_host
+
+    target = jetson_profile_for_this_host()
     fp32, int8 = classifier_onnx(tmp_path)
     _, data = eval_data(tmp_path)
     result = compile_tensorrt(int8, target, SPEC.inputs, tmp_path / "out", timing_cache_dir=tmp_path / "tc")
