@@ -2,8 +2,9 @@
 
     python benchmarks/quantize_vs_peers.py [--threads 2] [--seconds 4] [--modelopt-python /work/venv-modelopt/bin/python]
 
-Models: the bundled digits CNN (as `edgeopt build` exports it), a MobileNetV2-style
-depthwise-separable CNN and a BERT-style encoder (benchmarks/models/build_models.py). Methods:
+Models (all SYNTHETIC, made for this benchmark; benchmarks/real_models.py has the real pretrained
+ones): the bundled digits CNN (as `edgeopt build` exports it), a MobileNetV2-style
+depthwise-separable CNN and a BERT-style encoder with random weights (benchmarks/models/build_models.py). Methods:
 edgeopt's quantize stage for the host CPU profile; ONNX Runtime quantize_static with its
 defaults; ONNX Runtime quantize_dynamic with its defaults; NVIDIA Model Optimizer's ONNX INT8
 PTQ (`python -m modelopt.onnx.quantization`, run from its own virtual environment because it
@@ -25,10 +26,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "models"))
 
-from edgeopt import bench, runtime, targets  # noqa: E402
+from edgeopt import bench, targets
+from edgeopt.backends.onnxruntime import session as runtime  # noqa: E402
 from edgeopt.data.dataset import Dataset  # noqa: E402
 from edgeopt.stages.quantize import QuantizeConfig, quantize  # noqa: E402
-from edgeopt.stages.validate import compare_outputs  # noqa: E402
+from edgeopt.metrics.fidelity import compare_outputs  # noqa: E402
 
 
 def _dataset(path: Path) -> Dataset:
@@ -50,8 +52,8 @@ def models(work: Path, only: str | None) -> list[tuple[str, str, Path, Dataset, 
         root = build_models.ROOT / "calibration"
         found.append(("digits CNN (bundled)", "classification", Path(digits["artifacts"]["onnx_fp32"]),
                       _dataset(root / "digits_calib.npz"), _dataset(root / "digits_eval.npz")))
-    for name, task, folder, make in (("MobileNetV2-style DW CNN", "classification", "dwcnn", build_models.build_dwcnn),
-                                     ("BERT-style encoder (6L, 384, seq 128)", "embedding", "encoder",
+    for name, task, folder, make in (("synthetic: MobileNetV2-style DW CNN", "classification", "dwcnn", build_models.build_dwcnn),
+                                     ("synthetic: BERT-style encoder, random weights", "embedding", "encoder",
                                       build_models.build_encoder)):
         if wanted(name):
             make(work)
@@ -118,7 +120,7 @@ def fidelity(fp32: Path, int8: Path, data: Dataset, task: str, threads: int) -> 
 def bench_model(name: str, task: str, fp32: Path, calib: Dataset, evaluation: Dataset, args, work: Path) -> list[str]:
     out = Path(tempfile.mkdtemp(dir=work, prefix="q-"))
     started = time.perf_counter()
-    result = quantize(fp32, calib, targets.resolve("cpu"), out / "edgeopt", evaluation=evaluation,
+    result = quantize(fp32, calib, targets.resolve("cpu"), out / "edgeopt",
                       config=QuantizeConfig(task=task, threads=args.threads))
     methods = {f"edgeopt ({result.mode})": (out / "edgeopt" / "model.int8.onnx", time.perf_counter() - started,
                                             f"calibration {result.calibration_seconds:.1f} s")}

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeopt.cli import main
-from hf_models import hf_zoo  # noqa: F401  (session fixture: tiny Hugging Face models)
+
+pytest_plugins = ["hf_models"]  # the tiny Hugging Face model zoo (session fixture hf_zoo)
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "digits_calib.npz"
@@ -46,5 +47,16 @@ def example_build(tmp_path_factory, cache_dir):
         patch.setenv("EDGEOPT_CACHE", str(cache_dir))
         out = tmp_path_factory.mktemp("builds") / "cpu"
         code, document, stderr = build_json("--out", str(out), *FAST)
+    assert code == 0, stderr
+    return document
+
+
+@pytest.fixture(scope="session")
+def jetson_build(tmp_path_factory, cache_dir):
+    """The bundled example built for the default Jetson: Q/DQ ONNX and a deferred engine plan."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEOPT_CACHE", str(cache_dir))
+        out = tmp_path_factory.mktemp("builds") / "jetson"
+        code, document, stderr = build_json("--target", "jetson", "--out", str(out), *FAST)
     assert code == 0, stderr
     return document

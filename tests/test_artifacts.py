@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.artifacts import sha256_tree, staged_directory, write_json_atomic
+from edgeopt.build_dir import staged_directory, write_json_atomic
+from edgeopt.hashing import sha256_tree
 
 
 def test_staged_directory_replaces_only_on_success(tmp_path):
     final = tmp_path / "build"
     with staged_directory(final) as staging:
         (staging / "a.txt").write_text("one")
+        (staging / "manifest.json").write_text("{}")  # an edgeopt build: the only folder it replaces
     assert (final / "a.txt").read_text() == "one"
     with pytest.raises(RuntimeError):
         with staged_directory(final) as staging:

@@ -182,3 +182,44 @@ def test_timing_report_serializes_and_prints_like_trtexec():
     assert bench.EngineTiming.model_validate(document) == report
     lines = report.summary_lines()
     assert lines[0].startswith("Throughput:") and any(line.startswith("GPU Compute Time: min = 1.0 ms") for line in lines)
+
+
+# --- numpy's percentile is trtexec's rule -----------------------------------------------------
+
+
+def _trtexec_rule(sorted_ms: list[float], p: float) -> float:
+    """trtexec's findPercentile in exact arithmetic: drop int((100 - p) n / 100) from the top."""
+    n = len(sorted_ms)
+    return sorted_ms[max(n - 1 - (100 - p) * n // 100, 0)]
+
+
+@pytest.mark.parametrize("p", [50, 90, 95, 99])
+def test_numpy_inverted_cdf_equals_trtexecs_rule_for_every_count(p):
+    rng = np.random.default_rng(p)
+    for n in range(1, 401):
+        values = sorted(rng.exponential(1.0, n).tolist())
+        assert bench.percentile(values, p) == _trtexec_rule(values, p), (n, p)
+    # the other numpy methods do not: linear interpolates between neighbours
+    assert float(np.percentile(list(range(1, 11)), 95)) != _trtexec_rule(list(range(1, 11)), 95)
+
+
+def test_bench_onnx_on_the_example_keeps_samples_and_stats(example_build):
+    from pathlib import Path
+
+    doc = bench.bench_build(Path(example_build["build_dir"]), duration_s=0.3, batch=3, warmup_s=0.05)
+    samples = doc["samples_ms"]
+    stats = doc["latency_ms"]
+    assert doc["backend"] == "onnxruntime" and doc["batch"] == 3 and doc["threads"] >= 1
+    assert stats["runs"] == len(samples) >= 10
+    assert stats["min"] == pytest.approx(min(samples), abs=1e-3) and stats["max"] == pytest.approx(max(samples), abs=1e-3)
+    assert stats["p50"] == pytest.approx(float(np.median(samples)), abs=1e-3)
+    assert doc["samples_per_s"] == pytest.approx(3 * doc["throughput_qps"], rel=1e-3)
+
+
+def test_interleaved_blocks_alternate_order():
+    order = []
+    blocks_a, blocks_b = bench.interleaved(lambda: order.append("a"), lambda: order.append("b"),
+                                           blocks=4, block_runs=2, warmup_s=0.0)
+    assert [len(b) for b in blocks_a] == [2] * 4 and [len(b) for b in blocks_b] == [2] * 4
+    timed = order[2:]  # one warm-up run each
+    assert timed == list("aabb" "bbaa" "aabb" "bbaa")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import CALIB, EVAL, FAST, build_json, run_cli
 
@@ -35,11 +38,11 @@ def test_json_document_has_the_design_keys(example_build):
 
 
 def test_manifest_records_every_artifact_with_its_hash(example_build):
-    from edgeopt.artifacts import sha256_file
+    from edgeopt.hashing import sha256_file
 
     build_dir = Path(example_build["build_dir"])
     manifest = json.loads((build_dir / "manifest.json").read_text())
-    assert manifest["schema"] == 1 and manifest["model"]["sha256"] == example_build["model"]["sha256"]
+    assert manifest["schema_version"] == 1 and manifest["model"]["sha256"] == example_build["model"]["sha256"]
     assert manifest["target"]["name"] == example_build["target"]["name"]
     listed = {a["path"]: a for a in manifest["artifacts"]}
     assert {"model.fp32.onnx", "model.int8.onnx", "model.deployable.onnx", "session.json", "calibration.json"} <= set(listed)
@@ -69,7 +72,7 @@ def test_repeated_build_is_served_from_cache_without_importing_torch(example_bui
         "d = json.loads(r.stdout); print(json.dumps({'code': r.exit_code, 'cached': [s['cached'] for s in d['stages']],"
         " 'torch': 'torch' in sys.modules, 'acc': d['metrics']['int8']['accuracy']}))"
     )
-    env = {"EDGEOPT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
+    env = {"EDGEOPT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin", **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"code": 0, "cached": [True] * 5, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
@@ -84,6 +87,7 @@ def test_changing_only_the_target_reuses_load_and_export(example_build, tmp_path
     assert doc["target"]["name"] == "cpu-x86-avx2"
 
 
+@pytest.mark.slow
 def test_no_cache_runs_every_stage(example_build, tmp_path):
     code, doc, _ = build_json("--no-cache", "--out", str(tmp_path / "fresh"), *FAST)
     assert code == 0

@@ -14,6 +14,9 @@ from conftest import build_json
 FAST = ["--latency-seconds", "0.2", "--seq-len", "16"]
 
 
+pytestmark = pytest.mark.slow  # end-to-end builds
+
+
 @pytest.fixture(scope="module")
 def classifier_cpu(hf_zoo, tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("hf-builds") / "cls-cpu"

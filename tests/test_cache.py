@@ -46,3 +46,24 @@ def test_disabled_cache_never_hits(tmp_path):
     entry = cache.store("load", "c" * 64, work, {"x": 1})
     assert json.loads((entry.folder / "entry.json").read_text())["result"] == {"x": 1}
     assert cache.lookup("load", "c" * 64) is None
+
+
+def test_a_second_store_of_one_key_keeps_the_entry_another_process_may_be_reading(tmp_path):
+    """Parallel release pairs: the loser of a store race discards its copy, never the winner's."""
+    cache = StageCache(tmp_path)
+    first = cache.new_workdir("export")
+    (first / "model.onnx").write_bytes(b"first")
+    kept = cache.store("export", "k" * 64, first, {"n": 1})
+    reader = open(kept.path("model.onnx"), "rb")  # another pair copying it into its build
+    second = cache.new_workdir("export")
+    (second / "model.onnx").write_bytes(b"second")
+    entry = cache.store("export", "k" * 64, second, {"n": 2})
+    assert entry.result == {"n": 1} and entry.path("model.onnx").read_bytes() == b"first"
+    assert reader.read() == b"first" and kept.path("model.onnx").is_file() and not second.exists()
+    reader.close()
+    # a corrupt entry is replaced by the new one
+    kept.path("model.onnx").write_bytes(b"damaged")
+    third = cache.new_workdir("export")
+    (third / "model.onnx").write_bytes(b"third")
+    assert cache.store("export", "k" * 64, third, {"n": 3}).path("model.onnx").read_bytes() == b"third"
+    assert cache.lookup("export", "k" * 64).result == {"n": 3}

@@ -91,3 +91,15 @@ def test_engine_build_without_tensorrt_exits_3_with_how_to_get_it(tmp_path):
 
 def test_engine_build_of_something_that_is_not_a_build(tmp_path):
     assert_one_line_error(run_cli("engine", "build", str(tmp_path / "nothing")), "nothing")
+
+
+def test_a_missing_optional_package_is_exit_3_with_the_install_line(tmp_path, monkeypatch):
+    """A factory whose module needs a package that is not installed: environment, not a bug."""
+    (tmp_path / "net.py").write_text("import torch_pruning_not_here\n\ndef build():\n    pass\n")
+    from click.testing import CliRunner
+    from edgeopt.cli import main
+
+    result = CliRunner().invoke(main, ["build", f"{tmp_path / 'net.py'}:build", "--calib", str(tmp_path / "c.npz"),
+                                       "--input-shape", "x:1x3x8x8"])
+    assert result.exit_code == 3
+    assert "pip install torch-pruning-not-here" in result.stderr and "internal error" not in result.stderr

@@ -6,9 +6,12 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import edgeopt
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone():
     names = [m.name for m in pkgutil.walk_packages(edgeopt.__path__, "edgeopt.") if m.name != "edgeopt.__main__"]
     script = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"

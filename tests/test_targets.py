@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edgeopt import targets
+from edgeopt import host, targets
 from edgeopt.errors import BadInput
 
 from conftest import run_cli
@@ -35,13 +35,13 @@ def test_device_facts_from_reference():
 
 def test_cpu_resolves_to_the_most_specific_matching_profile(monkeypatch):
     profiles = targets.load_all()
-    monkeypatch.setattr(targets.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(targets, "host_cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"})
+    monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"})
     assert targets.host_profile(profiles).name == "cpu-x86-avx512"
-    monkeypatch.setattr(targets, "host_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2", "fma"})
     assert targets.host_profile(profiles).name == "cpu-x86-avx2"
-    monkeypatch.setattr(targets.platform, "machine", lambda: "aarch64")
-    monkeypatch.setattr(targets, "host_cpu_flags", lambda: {"asimd", "asimddp"})
+    monkeypatch.setattr(host.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"asimd", "asimddp"})
     assert targets.host_profile(profiles).name == "cpu-arm64"
 
 

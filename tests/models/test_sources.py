@@ -40,6 +40,7 @@ def model_files(tmp_path_factory):
     ("torchscript", "digits_ts.pt", ["--input-shape", "image=1x1x32x32"]),
     ("onnx", "digits.onnx", []),
 ])
+@pytest.mark.slow
 def test_each_model_kind_builds_with_full_accuracy(model_files, tmp_path, kind, name, extra):
     code, doc, stderr = build_json(str(model_files / name), "--calib", str(CALIB), "--eval", str(EVAL),
                                    "--out", str(tmp_path / kind), *extra, *FAST)
@@ -50,6 +51,7 @@ def test_each_model_kind_builds_with_full_accuracy(model_files, tmp_path, kind, 
     assert doc["model"]["params"] == 666282 if kind != "onnx" else 660000 < doc["model"]["params"] < 666282
 
 
+@pytest.mark.slow
 def test_factory_by_file_path(tmp_path):
     folder = tmp_path / "digits"
     shutil.copytree(EXAMPLE, folder)
@@ -86,3 +88,23 @@ def test_unknown_format(tmp_path):
     weird.write_bytes(b"x")
     with pytest.raises(BadInput, match="unknown model format"):
         resolve_source(str(weird))
+
+
+def test_trtexec_input_shape_spelling_and_module_factory_from_the_current_folder(tmp_path, monkeypatch):
+    from edgeopt.models.source import parse_input_shapes, resolve_source
+    from edgeopt.errors import BadInput
+    import pytest as _pytest
+
+    spec, = parse_input_shapes(["pixels:1x3x224x224"])
+    assert spec.name == "pixels" and spec.shape == (1, 3, 224, 224) and spec.dtype == "float32"
+    spec, = parse_input_shapes(["1x3x8x8:float16"])
+    assert spec.name == "input_0" and spec.dtype == "float16"
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "net.py").write_text("def build():\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    source = resolve_source("mypkg.net:build")
+    assert source.kind == "factory" and source.files == [tmp_path / "mypkg" / "net.py"]
+    with _pytest.raises(BadInput, match="add that folder to PYTHONPATH"):
+        resolve_source("nothere.net:build")

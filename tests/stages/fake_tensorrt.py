@@ -18,7 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgeopt.stages.tensorrt_api import DeviceInfo
+from edgeopt.backends.tensorrt.api import DeviceInfo
 
 _FLAGS = {
     "8": ["FP16", "INT8", "DEBUG", "GPU_FALLBACK", "STRICT_TYPES", "REFIT", "DISABLE_TIMING_CACHE", "TF32",
@@ -251,7 +251,7 @@ def fp32_model(tmp_path) -> Path:
 def jetson_profile_for_this_host():
     """The `jetson` profile re-pinned to the installed TensorRT and GPU, for real-TensorRT tests."""
     from edgeopt import targets
-    from edgeopt.stages import tensorrt_api
+    from edgeopt.backends.tensorrt import api as tensorrt_api
 
     version, device = tensorrt_api.version(), tensorrt_api.device_info()
     base = targets.resolve("jetson")

@@ -11,18 +11,24 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.data.dataset import Dataset
 
 
-def mlp(path: Path, *, outlier_input: bool, seed: int = 0, features: int = 16, hidden: int = 32) -> Path:
+def mlp(path: Path, *, outlier_input: bool, seed: int = 0, features: int = 16, hidden: int = 32,
+        outlier_hidden: bool = False) -> Path:
     """x -> MatMul(fc1) -> Relu -> MatMul(fc2) -> Relu -> MatMul(fc3) -> logits (10 classes).
 
     With `outlier_input`, feature 0 of x carries values ~1000x the others and fc1 gives it a tiny
     weight: the FP32 model hardly uses it, but a per-tensor INT8 scale for x must cover it, which
     rounds every other feature to zero. fc1 is then the one layer that must stay in float.
+    With `outlier_hidden`, hidden unit 0 is scaled the same way for fc2: two layers must stay float.
     """
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.5, (features, hidden)).astype(np.float32)
     if outlier_input:
         w1[0] *= 1e-4
-    weights = {"w1": w1, "w2": rng.normal(0, 0.3, (hidden, hidden)).astype(np.float32),
+    w2 = rng.normal(0, 0.3, (hidden, hidden)).astype(np.float32)
+    if outlier_hidden:
+        w1[:, 0] *= 1000
+        w2[0] *= 1e-3
+    weights = {"w1": w1, "w2": w2,
                "w3": rng.normal(0, 0.3, (hidden, 10)).astype(np.float32)}
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"), helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
              helper.make_node("MatMul", ["a1", "w2"], ["h2"], name="fc2"), helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),

@@ -16,16 +16,16 @@ from fake_tensorrt import VERSIONS, FakeTensorRT, fp32_model, fp32_onnx, orin, q
 from edgeopt import targets
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.models.spec import InputSpec
-from edgeopt.stages import tensorrt_api
-from edgeopt.stages.compile_tensorrt import (
+from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.tensorrt.builder import (
     NOT_INSTALLED,
     EngineBuilder,
     check_engine_matches,
     compile_tensorrt,
     read_plan,
 )
-from edgeopt.stages.tensorrt_api import DeviceInfo
-from edgeopt.stages.tensorrt_plan import make_plan, trtexec_args, trtexec_timing_args
+from edgeopt.backends.tensorrt.api import DeviceInfo
+from edgeopt.backends.tensorrt.plan import make_plan, trtexec_args, trtexec_timing_args
 
 PROFILES = targets.load_all()
 GPU_PROFILES = sorted(name for name, p in PROFILES.items() if p.backend == "tensorrt")
@@ -345,6 +345,6 @@ def test_tensorrt_is_never_imported_at_module_import():
     import subprocess
     import sys
 
-    code = ("import sys, edgeopt.stages.compile_tensorrt, edgeopt.stages.engine; "
+    code = ("import sys, edgeopt.backends.tensorrt.builder, edgeopt.backends.tensorrt.device; "
             "assert 'tensorrt' not in sys.modules, 'tensorrt imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)

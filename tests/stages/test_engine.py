@@ -11,14 +11,15 @@ import pytest
 from fake_tensorrt import FakeTensorRT, orin, qdq_model  # noqa: F401 (fixtures)
 
 from edgeopt import targets
-from edgeopt.artifacts import sha256_file
+from edgeopt.hashing import sha256_file
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.models.spec import InputSpec
-from edgeopt.stages import tensorrt_api
-from edgeopt.stages.compile_tensorrt import EngineBuilder, compile_tensorrt
+from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
 from edgeopt import bench
-from edgeopt.stages.engine import engine_build, open_build, safe_extract
-from edgeopt.stages.tensorrt_api import DeviceInfo
+from edgeopt.archive import safe_extract
+from edgeopt.backends.tensorrt.device import engine_build, open_build
+from edgeopt.backends.tensorrt.api import DeviceInfo
 
 INPUTS = [InputSpec(name="x", shape=(1, 1, 8, 8))]
 
@@ -57,8 +58,8 @@ def test_engine_build_without_tensorrt_says_how_to_get_it(build_dir):
 
 def test_engine_build_with_the_targets_tensorrt(build_dir, tmp_path, orin):
     trt = FakeTensorRT("10", "10.3.0.30")
-    result = engine_build(build_dir, builder=EngineBuilder(trt=trt, device=orin), timing_cache_dir=tmp_path / "tc")
-    assert result.status == "built" and result.engine_path == build_dir / "model.engine"
+    folder, engine = engine_build(build_dir, builder=EngineBuilder(trt=trt, device=orin), timing_cache_dir=tmp_path / "tc")
+    assert folder == build_dir and engine.status == "built" and engine.engine == "model.engine"
     assert json.loads((build_dir / "engine.json").read_text())["tensorrt_version"] == "10.3.0.30"
     assert trt.args("parse_from_file") == [str(build_dir / "model.int8.onnx")]
     assert {f.name for f in trt.args("set_flag")} == {"INT8", "FP16"}  # the stored plan, applied
@@ -86,10 +87,10 @@ def test_engine_build_from_a_package(build_dir, tmp_path, orin):
     package = tmp_path / "digits-jetson.tar.gz"
     with tarfile.open(package, "w:gz") as tar:
         tar.add(build_dir, arcname="digits-jetson")
-    result = engine_build(package, builder=EngineBuilder(trt=FakeTensorRT("10", "10.3.0"), device=orin),
-                          timing_cache_dir=tmp_path / "tc")
-    assert result.engine_path == tmp_path / "digits-jetson" / "digits-jetson" / "model.engine"
-    assert result.engine_path.is_file()
+    folder, engine = engine_build(package, builder=EngineBuilder(trt=FakeTensorRT("10", "10.3.0"), device=orin),
+                                  timing_cache_dir=tmp_path / "tc")
+    assert folder == tmp_path / "digits-jetson" / "digits-jetson"
+    assert (folder / engine.engine).is_file()
 
 
 def test_not_a_build(tmp_path):
@@ -129,7 +130,7 @@ def test_extraction_refuses_links(tmp_path, kind):
 @pytest.mark.tensorrt
 def test_real_engine_build_and_timing(tmp_path, qdq_model):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
-    from edgeopt.stages.engine import TensorRTSession
+    from edgeopt.backends.tensorrt.session import TensorRTSession
 
     from fake_tensorrt import jetson_profile_for_this_host
 

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from edgeopt import runtime, targets
+from edgeopt import targets
+from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.npz import read_npz
 from edgeopt.errors import BadInput
 from edgeopt.models import torch_loader
 from edgeopt.models.source import resolve_source
 from edgeopt.stages.export import export_onnx
-from edgeopt.stages.prune import apply_2_4, mask_2_4, prune, sparsity_2_4_ok
-from edgeopt.stages.prune_config import PRUNED_FILE, PruneConfig, parse_prune
+from edgeopt.build_dir import LAYOUT
+from edgeopt.stages.prune import PruneConfig, parse_prune
+from edgeopt.stages.prune_torch import apply_2_4, mask_2_4, prune, sparsity_2_4_ok
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import CALIB, EVAL, FAST, build_json, run_cli  # noqa: E402
@@ -43,7 +45,7 @@ def test_half_the_channels_are_physically_removed(digits, tmp_path, multiple):
     original = {k: v.clone() for k, v in model.state_dict().items()}
     result = _run(model, spec, PruneConfig(mode="channels", ratio=0.5, channel_multiple=multiple), tmp_path,
                   calib, evaluation)
-    pruned = torch.export.load(str(tmp_path / PRUNED_FILE))
+    pruned = torch.export.load(str(tmp_path / LAYOUT.pruned_model))
     shapes = {k: tuple(v.shape) for k, v in pruned.state_dict.items()}
     params = sum(int(np.prod(shapes[f"{layer}.weight"])) for layer in CONVS + ["classifier.1", "classifier.3"])
     assert params <= 0.6 * sum(original[f"{layer}.weight"].numel() for layer in CONVS + ["classifier.1", "classifier.3"])
@@ -54,11 +56,12 @@ def test_half_the_channels_are_physically_removed(digits, tmp_path, multiple):
     assert all(torch.equal(original[k], v) for k, v in model.state_dict().items()), "the input model was changed"
 
 
+@pytest.mark.slow
 def test_ignored_layer_is_untouched_and_the_pruned_model_exports(digits, tmp_path):
     model, spec, calib, evaluation = digits
     config = PruneConfig(mode="channels", ratio=0.5, ignore=("features.3",))
     result = _run(model, spec, config, tmp_path, calib, evaluation)
-    pruned = torch.export.load(str(tmp_path / PRUNED_FILE)).module()
+    pruned = torch.export.load(str(tmp_path / LAYOUT.pruned_model)).module()
     weights = dict(pruned.named_parameters())
     assert torch.equal(weights["features.3.weight"], model.features[3].weight)
     assert result.protected == ["features.0"] and result.layers["features.7"][0] == 32
@@ -99,6 +102,7 @@ def test_2_4_on_the_model_skips_ineligible_layers(digits):
     assert (model.features[0].weight != 0).all()
 
 
+@pytest.mark.slow
 def test_recovery_finetune_raises_accuracy_of_an_aggressive_prune(digits, tmp_path):
     model, spec, calib, evaluation = digits
     config = PruneConfig(mode="channels", ratio=0.75, finetune_steps=60)
@@ -125,6 +129,7 @@ def test_2_4_on_a_volta_target_is_refused_in_one_line():
     assert len(lines) == 1 and "jetson-xavier-nx (Volta) does not accelerate 2:4" in lines[0]
 
 
+@pytest.mark.slow
 def test_build_with_pruning_reports_before_and_after(tmp_path):
     code, doc, stderr = build_json("--prune", "0.5", "--finetune-data", str(CALIB), "--finetune-steps", "40",
                                    "--target", "cpu-x86-avx2", "--out", str(tmp_path / "b"), *FAST)
@@ -138,9 +143,10 @@ def test_build_with_pruning_reports_before_and_after(tmp_path):
     assert section["after"]["onnx_bytes"] < 0.5 * section["before"]["onnx_bytes"]
     if doc["metrics"]["fp32"]["latency_ms"]:  # host matches the target's architecture
         assert section["before"]["latency_ms"]["p50"] > 0 and section["latency_speedup"] > 0
-    assert (Path(doc["build_dir"]) / PRUNED_FILE).is_file() and (Path(doc["build_dir"]) / "unpruned.fp32.onnx").is_file()
+    assert (Path(doc["build_dir"]) / LAYOUT.pruned_model).is_file() and (Path(doc["build_dir"]) / "unpruned.fp32.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_channel_counts_round_to_the_nearest_multiple_never_to_zero(digits, tmp_path):
     """Torch-Pruning's round_to floors: 0.75 of 32 at multiple 16 would keep 0 and prune nothing."""
     model, spec, calib, evaluation = digits

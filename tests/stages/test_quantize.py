@@ -12,7 +12,8 @@ import pytest
 from onnx import numpy_helper
 from quantize_models import labelled_by, mlp, mlp_data
 
-from edgeopt import runtime, targets
+from edgeopt import targets
+from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.npz import read_npz
 from edgeopt.models.spec import InputSpec
 from edgeopt.stages import calibration
@@ -37,10 +38,13 @@ def _top1(path: Path, data) -> float:
 
 def test_digits_int8_for_the_host_cpu_is_within_one_point(digits, tmp_path):
     fp32, calib, evaluation = digits
-    result = quantize(fp32, calib, targets.resolve("cpu-x86-avx512"), tmp_path, evaluation=evaluation, config=QUICK)
+    result = quantize(fp32, calib, targets.resolve("cpu-x86-avx512"), tmp_path, config=QUICK)
     assert result.mode == "static-qdq" and result.activation_type == "uint8" and result.per_channel
     assert _top1(fp32, evaluation) - _top1(tmp_path / "model.int8.onnx", evaluation) <= 0.01
-    assert result.budget_met and result.calibration_samples == 256 and result.calibration_seconds < 30
+    assert result.budget_met and result.calibration_seconds < 30
+    # honest selection: 3 of 4 calibration samples set the ranges, the 4th quarter chooses; eval unseen
+    assert (result.calibration_samples, result.selection_samples) == (192, 64)
+    assert "evaluation data not used" in result.data_roles
     ranges = json.loads((tmp_path / "calibration.json").read_text())
     assert ranges["method"] == "minmax" and ranges["tensors"]["image"]["quantized"]["dtype"] == "uint8"
     assert not (tmp_path / "calibration.cache").exists()  # only TensorRT <= 10 targets get one
@@ -56,7 +60,7 @@ def _consumers(model: onnx.ModelProto) -> dict[str, list[str]]:
 
 def test_tensorrt_recipe_is_symmetric_int8_before_compute_ops_only(digits, tmp_path):
     fp32, calib, evaluation = digits
-    result = quantize(fp32, calib, targets.resolve("jetson"), tmp_path, evaluation=evaluation, config=QUICK)
+    result = quantize(fp32, calib, targets.resolve("jetson"), tmp_path, config=QUICK)
     model = onnx.load(str(tmp_path / "model.int8.onnx"))
     constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     consumers = _consumers(model)
@@ -96,20 +100,21 @@ def test_tensorrt_11_targets_get_no_calibration_cache(digits, tmp_path):
 def test_other_calibration_methods_keep_digits_accurate(digits, tmp_path, method):
     fp32, calib, evaluation = digits
     result = quantize(fp32, calib.subset(64), targets.resolve("cpu-x86-avx512"), tmp_path, method,
-                      evaluation=evaluation, config=QUICK)
+                      config=QUICK)
     assert json.loads((tmp_path / "calibration.json").read_text())["method"] == method == result.method
     assert result.accuracy_drop <= 0.01
 
 
 def test_fallback_keeps_the_sensitive_layer_in_float_and_meets_the_budget(tmp_path):
     model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
-    calib = mlp_data(128, 1, outlier_input=True)
+    calib = mlp_data(256, 1, outlier_input=True)  # 64 of them (held apart from the ranges) choose
     evaluation = labelled_by(model, mlp_data(300, 2, outlier_input=True))
     config = QuantizeConfig(measure_latency=False, max_accuracy_drop=0.05)
-    result = quantize(model, calib, targets.resolve("cpu-x86-avx512"), tmp_path / "out", evaluation=evaluation, config=config)
+    result = quantize(model, calib, targets.resolve("cpu-x86-avx512"), tmp_path / "out", config=config)
     fallback = result.fallback
     assert fallback is not None and fallback.drop_before > 0.5  # all-INT8 misses the budget...
     assert result.budget_met and fallback.met and result.accuracy_drop <= 0.05  # ...the fallback meets it
+    assert result.selection_samples == 64  # ...judged on held-apart calibration samples only
     assert fallback.float_layers == ["fc1"]  # only the sensitive layer stays float
     ranked = {row.node: row for row in fallback.layers}
     assert ranked["fc1"].rank == 1 and ranked["fc1"].saved > 0.5 and ranked["fc1"].kept_float
@@ -122,7 +127,7 @@ def test_when_nothing_meets_the_budget_the_best_model_and_table_are_returned(tmp
     evaluation = labelled_by(model, mlp_data(200, 2, outlier_input=True))
     config = QuantizeConfig(measure_latency=False, max_accuracy_drop=0.0, max_fallback_layers=0)
     result = quantize(model, mlp_data(64, 1, outlier_input=True), targets.resolve("cpu-x86-avx512"), tmp_path / "out",
-                      evaluation=evaluation, config=config)
+                      config=config)
     assert not result.budget_met and result.accuracy_drop > 0 and (tmp_path / "out" / "model.int8.onnx").exists()
 
 
@@ -133,7 +138,8 @@ def test_static_and_dynamic_are_both_timed_on_the_host_and_the_faster_is_kept(tm
     result = quantize(model, data, targets.resolve("cpu-x86-avx512"), tmp_path, config=config)
     timed = {c.mode: c.latency_p50_ms for c in result.candidates}
     assert set(timed) == {"static-qdq", "dynamic"} and all(timed.values())
-    assert result.mode == min(timed, key=timed.get) and "fastest" in result.choice
+    # ties within 5% (timing noise on a shared host) go to the more faithful recipe
+    assert timed[result.mode] <= min(timed.values()) * 1.05 and "fastest" in result.choice
     assert result.fp32_latency_p50_ms > 0
 
 
@@ -162,7 +168,7 @@ def tiny_bert(tmp_path_factory):
 def test_bert_encoder_is_fused_then_quantized_for_cpu(tiny_bert, tmp_path):
     model, data = tiny_bert
     config = QuantizeConfig(measure_latency=False, task="embedding", max_accuracy_drop=0.01)
-    result = quantize(model, data, targets.resolve("cpu-arm64"), tmp_path, evaluation=data, config=config)
+    result = quantize(model, data, targets.resolve("cpu-arm64"), tmp_path, config=config)
     assert "Attention x2" in result.graph_optimization and "SkipLayerNormalization" in result.graph_optimization
     assert {c.mode for c in result.candidates} == {"static-qdq", "dynamic", "dynamic-unfused"}
     assert result.mode == "dynamic" and "not timed" in result.choice  # not this host: the encoder rule
@@ -174,7 +180,7 @@ def test_bert_encoder_is_fused_then_quantized_for_cpu(tiny_bert, tmp_path):
 def test_bert_encoder_for_tensorrt_keeps_mask_and_softmax_in_float(tiny_bert, tmp_path):
     model, data = tiny_bert
     config = QuantizeConfig(measure_latency=False, task="embedding")
-    quantize(model, data, targets.resolve("jetson"), tmp_path, evaluation=data, config=config)
+    quantize(model, data, targets.resolve("jetson"), tmp_path, config=config)
     quantized = onnx.load(str(tmp_path / "model.int8.onnx"))
     consumers = _consumers(quantized)
     for node in quantized.graph.node:
@@ -185,7 +191,7 @@ def test_bert_encoder_for_tensorrt_keeps_mask_and_softmax_in_float(tiny_bert, tm
 def test_build_exits_1_with_the_best_result_and_the_layer_table_when_no_budget_holds(tmp_path):
     from conftest import build_json
 
-    model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=True, outlier_hidden=True)  # fc1 and fc2 both sensitive
     for name, count, seed in (("calib", 64, 1), ("eval", 200, 2)):
         data = labelled_by(model, mlp_data(count, seed, outlier_input=True))
         np.savez(tmp_path / f"{name}.npz", x=data.inputs["x"], labels=data.labels)
@@ -193,7 +199,24 @@ def test_build_exits_1_with_the_best_result_and_the_layer_table_when_no_budget_h
                                    "--max-accuracy-drop", "0", "--out", str(tmp_path / "b"), "--latency-seconds", "0.1")
     assert code == 1 and document["status"] == "gate_failed"
     fallback = document["quantization"]["fallback"]
-    assert not fallback["met"] and fallback["float_layers"] == ["fc1"]  # at most half the layers float
-    assert fallback["drop_after"] < fallback["drop_before"] and len(fallback["layers"]) == 3
+    # two sensitive layers, at most half of the three may float: no single float layer helps
+    assert not fallback["met"] and len(fallback["float_layers"]) <= 1 and len(fallback["layers"]) == 3
+    assert {row["node"] for row in fallback["layers"][:2]} == {"fc1", "fc2"} or fallback["drop_after"] > 0.5
     gate = document["gates"][0]
-    assert gate["passed"] is False and gate["value"] == pytest.approx(fallback["drop_after"], abs=0.02)
+    assert gate["passed"] is False and gate["value"] > 0.3  # judged on the evaluation data the stage never saw
+
+
+def test_smoothing_is_exact_in_float_and_rescues_dynamic_int8_from_an_outlier_channel(tmp_path):
+    from edgeopt.backends.onnxruntime import recipes, smoothing
+
+    model = mlp(tmp_path / "mlp.onnx", outlier_input=True)
+    calib, evaluation = mlp_data(64, 1, outlier_input=True), mlp_data(200, 2, outlier_input=True)
+    smoothed, tensors = smoothing.smooth(model, calib, tmp_path / "smooth.onnx", alpha=0.8)
+    assert tensors == ["x"]  # only the input with an outlier channel; fc2/fc3 inputs are even
+    run = lambda path: runtime.run_all(runtime.session(path, threads=1), evaluation)[0]  # noqa: E731
+    reference = run(model)
+    np.testing.assert_allclose(run(smoothed), reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
+    plain = run(recipes.dynamic(model, tmp_path / "plain.onnx", per_channel=True))
+    rescued = run(recipes.dynamic(smoothed, tmp_path / "smoothed.int8.onnx", per_channel=True))
+    agree = lambda out: float((out.argmax(1) == reference.argmax(1)).mean())  # noqa: E731
+    assert agree(plain) < 0.6 and agree(rescued) > 0.9

@@ -20,14 +20,14 @@ from fake_tensorrt import FakeTensorRT, orin  # noqa: F401 (fixture)
 from onnx import TensorProto, helper
 
 from edgeopt import targets
-from edgeopt.artifacts import sha256_file
+from edgeopt.hashing import sha256_file
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
 from edgeopt.models.spec import InputSpec, ModelSpec
-from edgeopt.stages import tensorrt_api
-from edgeopt.stages.compile_tensorrt import EngineBuilder, compile_tensorrt
-from edgeopt.stages.engine import engine_build, time_build
-from edgeopt.stages.validate_engine import batch_plan, validate_build, validate_engine
+from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
+from edgeopt.backends.tensorrt.device import engine_build, time_build
+from edgeopt.backends.tensorrt.validate import batch_plan, validate_build, validate_engine
 from edgeopt.targets import Range
 
 N = 10
@@ -212,7 +212,7 @@ def test_cli_engine_build_eval_and_time(device_build, monkeypatch, orin):
     result = run_cli("engine", "build", str(folder), "--eval", str(eval_path), "--duration", "0", "--json")
     assert result.exit_code == 1, result.stderr  # 0.9 agreement fails jetson's 1-point accuracy gate
     document = json.loads(result.stdout)
-    assert document["status"] == "built" and document["validation"]["engine"]["agreement"] == pytest.approx(0.9)
+    assert document["engine"]["status"] == "built" and document["validation"]["engine"]["agreement"] == pytest.approx(0.9)
     assert document["validation"]["timing"]["gpu_compute"]["p50"] == 1.0
     assert document["gates"][0]["passed"] is False
 

@@ -1,0 +1,40 @@
+"""The Python API: what the CLI, benchmarks and release tooling call.
+
+    import edgeopt
+    result = edgeopt.build("model.pt2", target="jetson", calib="calib.npz", eval="eval.npz")
+    print(result.status, result.metrics["int8"]["accuracy"], result.engine.status)
+
+`build` takes the same options as `edgeopt build` (see `BuildOptions`) and returns a typed
+`BuildResult`; errors are `edgeopt.errors.EdgeoptError` subclasses with the CLI's exit codes.
+"""
+
+from __future__ import annotations
+
+from edgeopt.pipeline import BuildOptions, Pipeline, Progress, dry_run
+from edgeopt.results import BuildResult
+from edgeopt.targets import TargetProfile, load_all, resolve
+
+
+def build(model: str | None = None, *, progress: Progress | None = None, backend_options: dict | None = None,
+          **options) -> BuildResult:
+    """Build `model` (None: the bundled example) for one target; options as BuildOptions.
+    `backend_options` replace the backend's seams (tests: a fake TensorRT `engine_builder`, `cuda`)."""
+    return Pipeline(BuildOptions(model=model, **options), progress, backend_options=backend_options).run()
+
+
+def plan(model: str | None = None, **options) -> list[dict]:
+    """`edgeopt build --dry-run`: each stage's cache key and whether the cache would serve it."""
+    return dry_run(BuildOptions(model=model, **options))
+
+
+def targets(targets_dir: str | None = None) -> dict[str, TargetProfile]:
+    """Every known target profile by name (shipped and the user's)."""
+    return load_all(targets_dir)
+
+
+def target(name: str, targets_dir: str | None = None) -> TargetProfile:
+    """A profile by name or alias; "cpu" is this host's own CPU profile."""
+    return resolve(name, targets_dir)
+
+
+__all__ = ["BuildOptions", "BuildResult", "build", "plan", "target", "targets"]

@@ -1,0 +1,49 @@
+"""The ONNX Runtime backend as the pipeline sees it: compile = an offline-optimized model plus
+session settings; validate = that model against FP32 on this CPU, timed only when this host
+stands for the target (host.stands_for)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeopt import host
+from edgeopt.backends.validation import Validation
+from edgeopt.hashing import sha256_file
+from edgeopt.models.spec import ModelSpec
+from edgeopt.results import CompileResult, EngineSummary
+from edgeopt.targets import TargetProfile
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, target: TargetProfile):
+        self.target = target
+
+    def compile_source(self, fp32: Path, int8: Path | None) -> Path:
+        return int8 or fp32
+
+    def compile_params(self) -> dict:
+        return {"target": self.target.sha256()}
+
+    def compile(self, onnx: Path, spec: ModelSpec, folder: Path, **_: object) -> CompileResult:
+        from edgeopt.backends.onnxruntime.compile import compile_onnxruntime
+
+        result = compile_onnxruntime(onnx, self.target, folder)
+        return CompileResult(backend="onnxruntime", deployable=result.deployable,
+                             engine=EngineSummary(status="not_applicable"), settings=result.session_settings)
+
+    def validation(self, compiled_folder: Path, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
+        candidate = compiled_folder / compiled.deployable
+        measure, note = host.stands_for(self.target)
+        threads = host.default_threads(self.target)
+
+        def run(data, spec, seconds, folder):
+            from edgeopt.stages.validate import validate
+
+            return validate(fp32, candidate, data, spec.task, latency_on_host=measure, threads=threads,
+                            latency_seconds=seconds, latency_note=note, spec=spec, folder=folder)
+
+        params = {"latency_on_host": measure, "threads": threads, "host": host.host_info() if measure else None}
+        return Validation(params=params, inputs={"candidate": sha256_file(candidate)}, run=run,
+                          reads=(compiled.deployable,))

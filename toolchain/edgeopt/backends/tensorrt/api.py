@@ -1,0 +1,245 @@
+"""The one door to TensorRT and the CUDA runtime.
+
+TensorRT is absent on most hosts (and never on PyPI for Jetson), so nothing else in edgeopt
+imports it: callers ask `available()` and get the module from `module()` only when they need it.
+The CUDA runtime is reached through ctypes (as Polygraphy does) so that building and timing an
+engine on a Jetson needs nothing beyond JetPack: no pycuda, no cuda-python, no torch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import MissingEnvironment
+
+INSTALL_HINT = (
+    "TensorRT is not installed: on a Jetson it comes with JetPack (sudo apt install nvidia-jetpack) "
+    "and is seen by the system python3; elsewhere install NVIDIA's tensorrt wheel matching the target profile"
+)
+
+_cached: ModuleType | None = None
+_probed = False
+
+
+def _import() -> ModuleType | None:
+    global _cached, _probed
+    if not _probed:
+        _probed = True
+        try:
+            _cached = importlib.import_module("tensorrt")
+        except ImportError:
+            _cached = None
+    return _cached
+
+
+def available() -> bool:
+    """True when `import tensorrt` works on this host."""
+    return _import() is not None
+
+
+def module() -> ModuleType:
+    """The tensorrt module, or MissingEnvironment (exit 3) saying how to get it."""
+    trt = _import()
+    if trt is None:
+        raise MissingEnvironment(INSTALL_HINT)
+    return trt
+
+
+def version() -> str | None:
+    """Installed TensorRT version ('10.3.0.30'), None when absent."""
+    trt = _import()
+    return getattr(trt, "__version__", None) if trt is not None else None
+
+
+def version_matches(installed: str, pinned: str) -> bool:
+    """'10.3.0.30' satisfies a pin of '10.3' or '10.3.0'; '10.16.1' does not satisfy '10.1'."""
+    want = pinned.split(".")
+    return installed.split(".")[: len(want)] == want
+
+
+def flag(trt: ModuleType, enum: str, name: str) -> Any:
+    """`trt.<enum>.<name>`, by name: the integer values changed between releases."""
+    try:
+        return getattr(getattr(trt, enum), name)
+    except AttributeError:
+        found = getattr(trt, "__version__", "?")
+        raise MissingEnvironment(f"TensorRT {found} has no {enum}.{name}") from None
+
+
+# --- CUDA runtime via ctypes ------------------------------------------------------------------
+
+_H2D, _D2H = 1, 2  # cudaMemcpyKind: part of the CUDA ABI, stable across releases
+_ATTR_CC_MAJOR, _ATTR_CC_MINOR = 75, 76  # cudaDevAttrComputeCapabilityMajor/Minor
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    compute_capability: str  # "8.7"
+
+
+class Cuda:
+    """The handful of CUDA runtime calls an engine needs: memory, copies, a stream, events."""
+
+    def __init__(self, lib: ctypes.CDLL | None = None):
+        self.lib = lib or _load_cudart()
+
+    def _check(self, status: int, call: str) -> None:
+        if status != 0:
+            self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+            text = self.lib.cudaGetErrorString(status).decode()
+            raise RuntimeError(f"CUDA {call} failed: {text} ({status})")
+
+    def device(self, index: int = 0) -> DeviceInfo:
+        major_, minor_ = ctypes.c_int(), ctypes.c_int()
+        self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(major_), _ATTR_CC_MAJOR, index), "attribute")
+        self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(minor_), _ATTR_CC_MINOR, index), "attribute")
+        props = ctypes.create_string_buffer(8192)  # cudaDeviceProp starts with char name[256]
+        getter = getattr(self.lib, "cudaGetDeviceProperties_v2", None) or self.lib.cudaGetDeviceProperties
+        self._check(getter(props, index), "cudaGetDeviceProperties")
+        name = props.raw[:256].split(b"\0", 1)[0].decode(errors="replace")
+        return DeviceInfo(name=name or _jetson_model() or "unknown", compute_capability=f"{major_.value}.{minor_.value}")
+
+    def malloc(self, nbytes: int) -> int:
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(nbytes, 1))), "cudaMalloc")
+        return int(ptr.value or 0)
+
+    def free(self, ptr: int) -> None:
+        self._check(self.lib.cudaFree(ctypes.c_void_p(ptr)), "cudaFree")
+
+    def to_device(self, ptr: int, array: np.ndarray, stream: int) -> None:
+        array = np.ascontiguousarray(array)
+        self._check(
+            self.lib.cudaMemcpyAsync(
+                ctypes.c_void_p(ptr), ctypes.c_void_p(array.ctypes.data), ctypes.c_size_t(array.nbytes),
+                _H2D, ctypes.c_void_p(stream)),
+            "cudaMemcpyAsync",
+        )
+
+    def to_host(self, array: np.ndarray, ptr: int, stream: int) -> None:
+        self._check(
+            self.lib.cudaMemcpyAsync(
+                ctypes.c_void_p(array.ctypes.data), ctypes.c_void_p(ptr), ctypes.c_size_t(array.nbytes),
+                _D2H, ctypes.c_void_p(stream)),
+            "cudaMemcpyAsync",
+        )
+
+    def stream(self) -> int:
+        handle = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(handle)), "cudaStreamCreate")
+        return int(handle.value or 0)
+
+    def synchronize(self, stream: int) -> None:
+        self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+
+    def event(self) -> int:
+        handle = ctypes.c_void_p()
+        self._check(self.lib.cudaEventCreate(ctypes.byref(handle)), "cudaEventCreate")
+        return int(handle.value or 0)
+
+    def record(self, event: int, stream: int) -> None:
+        self._check(self.lib.cudaEventRecord(ctypes.c_void_p(event), ctypes.c_void_p(stream)), "cudaEventRecord")
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        ms = ctypes.c_float()
+        self._check(
+            self.lib.cudaEventElapsedTime(ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end)),
+            "cudaEventElapsedTime",
+        )
+        return float(ms.value)
+
+
+def _load_cudart() -> ctypes.CDLL:
+    candidates = [ctypes.util.find_library("cudart"), "libcudart.so", "libcudart.so.13", "libcudart.so.12",
+                  "libcudart.so.11.0", "/usr/local/cuda/lib64/libcudart.so"]
+    for name in candidates:
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise MissingEnvironment("the CUDA runtime (libcudart) was not found: on a Jetson it comes with JetPack")
+
+
+def _jetson_model() -> str | None:
+    try:
+        return Path("/proc/device-tree/model").read_text().strip("\0\n ")
+    except OSError:
+        return None
+
+
+def device_info() -> DeviceInfo:
+    """Name and compute capability of GPU 0."""
+    return Cuda().device(0)
+
+
+# --- implicit INT8 calibrator -----------------------------------------------------------------
+
+
+def entropy_calibrator(
+    trt: ModuleType,
+    cache_path: Path | None,
+    data: dict[str, np.ndarray] | None = None,
+    batch_size: int = 1,
+    cuda: Cuda | None = None,
+) -> Any:
+    """An IInt8EntropyCalibrator2 that replays a calibration cache, or feeds `data` batches
+    (one array per input name, first axis = sample) and then writes the cache.
+
+    The class is defined here, not at module level, because its base class lives in tensorrt,
+    which is imported lazily. TensorRT 11 removed calibrators: asking for one there is refused.
+    """
+    base = getattr(trt, "IInt8EntropyCalibrator2", None)
+    if base is None:
+        raise MissingEnvironment(
+            f"TensorRT {getattr(trt, '__version__', '?')} has no INT8 calibrators (removed in 11): use explicit Q/DQ"
+        )
+
+    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.cache_path = cache_path
+            self.data = data or {}
+            self.index = 0
+            self.total = min((len(a) for a in self.data.values()), default=0)
+            self.cuda = cuda if (cuda or not self.data) else Cuda()
+            self.buffers: dict[str, int] = {}
+            self.stream = self.cuda.stream() if self.data else 0
+
+        def get_batch_size(self) -> int:
+            return batch_size
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            if self.index + batch_size > self.total:
+                return None
+            pointers = []
+            for name in names:
+                chunk = np.ascontiguousarray(self.data[name][self.index : self.index + batch_size])
+                if name not in self.buffers:
+                    self.buffers[name] = self.cuda.malloc(chunk.nbytes)
+                self.cuda.to_device(self.buffers[name], chunk, self.stream)
+                pointers.append(self.buffers[name])
+            self.cuda.synchronize(self.stream)
+            self.index += batch_size
+            return pointers
+
+        def read_calibration_cache(self) -> bytes | None:
+            if self.cache_path is not None and self.cache_path.is_file():
+                return self.cache_path.read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache: bytes) -> None:
+            if self.cache_path is not None:
+                self.cache_path.write_bytes(bytes(cache))
+
+    return EntropyCalibrator()

@@ -1,0 +1,305 @@
+"""Latency measurement for every target, with one summary of single-run times.
+
+CPU targets: ONNX Runtime sessions on this host (`measure_onnx`). GPU targets: a TensorRT engine
+on the device (`time_engine`), timed as trtexec times it: warm-up by time, then a measured
+duration (and a minimum run count), CUDA events around the input copy, the inference and the
+output copy, host latency (H2D + GPU compute + D2H) apart from GPU compute time, and a warning
+when the coefficient of variance is above 1 %.
+
+Both go through `summarize`, which follows trtexec's rules: the median of the sorted times, a
+percentile p as the largest time left after dropping the top (100 - p) %, the coefficient of
+variance as the population standard deviation over the mean. Percentiles come from individual
+runs (never an average of a loop), so p99 shows the jitter that a user of the device sees. Two
+models compared by a caller are measured in the same process with the same thread count, one
+after the other, and are best read as a ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from edgeopt.backends.onnxruntime import session as runtime
+from edgeopt.data.dataset import Dataset
+
+CV_WARNING = 0.01  # trtexec warns when GPU compute time's coefficient of variance is above 1 %
+
+
+class Latency(BaseModel):
+    """Single-run times in ms. `p50` is the median (the mean of the two middle runs for an even count)."""
+
+    p10: float | None = None  # near the uncontended speed: a shared host's bursts skew p50
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    cv: float  # coefficient of variation of single-run times (std / mean; 0.01 = 1 %)
+    runs: int
+    threads: int  # host threads running the model; 1 for an engine (one thread enqueues, as in trtexec)
+    min: float | None = None
+    max: float | None = None
+    p95: float | None = None
+
+
+def percentile(sorted_ms: list[float] | np.ndarray, p: float) -> float:
+    """trtexec's rule: drop the top (100 - p) % of the sorted times, take the largest left."""
+    if len(sorted_ms) == 0:
+        raise ValueError("no timings")
+    # trtexec's index n - 1 - int((100 - p) n / 100) equals ceil(p n / 100) - 1: numpy's inverted CDF
+    # (tests/test_bench.py checks the two agree for every n up to 400 and p in 50, 90, 95, 99).
+    return float(np.percentile(np.asarray(sorted_ms, dtype=np.float64), p, method="inverted_cdf"))
+
+
+def summarize(times_ms: list[float] | np.ndarray, threads: int = 1) -> Latency:
+    """Percentiles, mean and coefficient of variance of single-run times, as trtexec reports them."""
+    times = np.sort(np.asarray(times_ms, dtype=np.float64))
+    n = int(times.size)
+    if n == 0:
+        raise ValueError("no timings to summarize")
+    median = float(times[n // 2]) if n % 2 else float(times[n // 2 - 1] + times[n // 2]) / 2
+    mean = float(times.mean())
+    std = math.sqrt(float(((times - mean) ** 2).mean()))
+    return Latency(
+        p10=round(percentile(times, 10), 4), p50=round(median, 4), p90=round(percentile(times, 90), 4),
+        p99=round(percentile(times, 99), 4), mean=round(mean, 4), cv=round(std / mean if mean > 0 else 0.0, 4),
+        runs=n, threads=threads, min=round(float(times[0]), 4), max=round(float(times[-1]), 4),
+        p95=round(percentile(times, 95), 4),
+    )
+
+
+# --- CPU: ONNX Runtime on this host -----------------------------------------------------------
+
+
+def measure_onnx(models: dict[str, Path], data: Dataset, threads: int, warmup_s: float = 0.3,
+                 duration_s: float = 2.0, block: int = 10, min_runs: int = 30,
+                 samples: dict[str, list[float]] | None = None) -> dict[str, Latency]:
+    """Batch-1 latency of each ONNX model on this host's CPU, on real samples.
+
+    The models run in alternating blocks of `block` runs, so a slow patch of the machine (another
+    process, frequency scaling) hits all of them alike and their ratio stays honest.
+    """
+    sessions = {key: runtime.session(path, threads=threads, spinning=len(models) == 1) for key, path in models.items()}
+    feeds = {}
+    for key, sess in sessions.items():
+        names = {i.name for i in sess.get_inputs()}
+        feeds[key] = [{k: v for k, v in data.batch(i, i + 1).items() if k in names}
+                      for i in range(min(len(data), 16))]
+    for key, sess in sessions.items():
+        deadline = time.perf_counter() + warmup_s / len(sessions)
+        runs = 0
+        while time.perf_counter() < deadline or runs < 3:
+            sess.run(None, feeds[key][runs % len(feeds[key])])
+            runs += 1
+    times: dict[str, list[float]] = {key: [] for key in sessions}
+    deadline = time.perf_counter() + duration_s
+    while time.perf_counter() < deadline or min(len(t) for t in times.values()) < min_runs:
+        for key, sess in sessions.items():
+            for _ in range(block):
+                feed = feeds[key][len(times[key]) % len(feeds[key])]
+                start = time.perf_counter()
+                sess.run(None, feed)
+                times[key].append((time.perf_counter() - start) * 1000)
+    if samples is not None:  # raw single-run times, kept for baselines and reports
+        samples.update({key: [round(v, 5) for v in values] for key, values in times.items()})
+    return {key: summarize(values, threads) for key, values in times.items()}
+
+
+# --- GPU: a TensorRT engine on the device -----------------------------------------------------
+
+
+class TimedSession(Protocol):
+    """What engine timing needs: async copies and execution on one stream, and CUDA events
+    (edgeopt.backends.tensorrt.device.TensorRTSession on a device; a scripted fake in tests)."""
+
+    def copy_inputs(self) -> None: ...
+    def execute(self) -> None: ...
+    def copy_outputs(self) -> None: ...
+    def synchronize(self) -> None: ...
+    def event(self) -> Any: ...
+    def record(self, event: Any) -> None: ...
+    def elapsed_ms(self, start: Any, end: Any) -> float: ...
+
+
+class EngineTiming(BaseModel):
+    """trtexec's performance summary. Every time is per inference (one batch of `batch` samples)."""
+
+    host_latency: Latency = Field(description="H2D + GPU compute + D2H from CUDA events (trtexec's 'Latency')")
+    gpu_compute: Latency = Field(description="the engine alone on the GPU (trtexec's 'GPU Compute Time')")
+    h2d: Latency
+    d2h: Latency
+    enqueue: Latency = Field(description="host time spent in the execute call")
+    batch: int = 1
+    runs: int
+    duration_s: float = Field(description="host wall time of the timed runs")
+    throughput_qps: float = Field(description="inferences per second; samples per second = qps x batch")
+    warmup_s: float
+    warnings: list[str] = Field(default_factory=list)
+
+    def latency_ms(self) -> dict[str, float]:
+        """The `latency_ms` block of `edgeopt build --json`: host latency, as trtexec's 'Latency'."""
+        return {"p50": self.host_latency.p50, "p90": self.host_latency.p90, "p99": self.host_latency.p99}
+
+    def summary_lines(self) -> list[str]:
+        """trtexec's performance summary, in its words."""
+        def line(label: str, stats: Latency) -> str:
+            return (f"{label}: min = {stats.min} ms, max = {stats.max} ms, mean = {stats.mean} ms, median = "
+                    f"{stats.p50} ms, percentile(90%) = {stats.p90} ms, percentile(95%) = {stats.p95} ms, "
+                    f"percentile(99%) = {stats.p99} ms, CV = {stats.cv:.2%}")
+
+        lines = [f"Throughput: {self.throughput_qps} qps (batch {self.batch}), {self.runs} runs in {self.duration_s} s",
+                 line("Latency", self.host_latency), line("Enqueue Time", self.enqueue), line("H2D Latency", self.h2d),
+                 line("GPU Compute Time", self.gpu_compute), line("D2H Latency", self.d2h)]
+        return lines + [f"warning: {w}" for w in self.warnings]
+
+
+def _engine_warnings(timing: EngineTiming, cv_threshold: float) -> list[str]:
+    warnings = []
+    for label, stats in (("GPU compute time", timing.gpu_compute), ("host latency", timing.host_latency)):
+        if stats.cv > cv_threshold:
+            warnings.append(f"{label} is unstable, coefficient of variance {stats.cv:.2%} (over {cv_threshold:.0%}): "
+                            "lock the clocks (sudo nvpmodel -m 0; sudo jetson_clocks), stop other GPU work, "
+                            "measure for longer")
+    if timing.enqueue.mean > timing.gpu_compute.mean:
+        warnings.append("throughput may be bound by enqueue time rather than GPU compute (the GPU waits for the host)")
+    if timing.h2d.mean > timing.gpu_compute.mean:
+        warnings.append("throughput may be bound by host-to-device copies of the inputs rather than GPU compute")
+    return warnings
+
+
+def time_engine(session: TimedSession, *, warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10,
+                batch: int = 1, clock: Callable[[], float] = time.perf_counter,
+                cv_threshold: float = CV_WARNING) -> EngineTiming:
+    """Time an engine as trtexec does (defaults: its --warmUp=200 ms, --duration=3 s, --iterations=10).
+
+    Warm up for `warmup_s`, then run until both `duration_s` have passed and `min_runs` runs were
+    timed. Each run: event, H2D copy, event, execute (its host time is the enqueue time), event,
+    D2H copy, event, synchronize; the events give H2D, GPU compute and D2H, and host latency
+    spans all three.
+    """
+    marks = [session.event() for _ in range(4)]
+    start = clock()
+    while clock() - start < warmup_s:
+        session.copy_inputs()
+        session.execute()
+        session.copy_outputs()
+        session.synchronize()
+
+    host: list[float] = []
+    gpu: list[float] = []
+    h2d: list[float] = []
+    d2h: list[float] = []
+    enqueue: list[float] = []
+    begin = clock()
+    while True:
+        session.record(marks[0])
+        session.copy_inputs()
+        session.record(marks[1])
+        before = clock()
+        session.execute()
+        enqueue.append((clock() - before) * 1000)
+        session.record(marks[2])
+        session.copy_outputs()
+        session.record(marks[3])
+        session.synchronize()
+        h2d.append(session.elapsed_ms(marks[0], marks[1]))
+        gpu.append(session.elapsed_ms(marks[1], marks[2]))
+        d2h.append(session.elapsed_ms(marks[2], marks[3]))
+        host.append(session.elapsed_ms(marks[0], marks[3]))
+        elapsed = clock() - begin
+        if elapsed >= duration_s and len(host) >= min_runs:
+            break
+
+    timing = EngineTiming(
+        host_latency=summarize(host), gpu_compute=summarize(gpu), h2d=summarize(h2d), d2h=summarize(d2h),
+        enqueue=summarize(enqueue), batch=batch, runs=len(host), duration_s=round(elapsed, 4),
+        throughput_qps=round(len(host) / elapsed, 3) if elapsed > 0 else float("inf"), warmup_s=warmup_s,
+    )
+    timing.warnings = _engine_warnings(timing, cv_threshold)
+    return timing
+
+
+# --- `edgeopt bench`: one artifact, and A/B comparisons in interleaved blocks -------------------
+
+
+def random_feed(sess: Any, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs of the session's declared shapes (free dimensions: `batch` first, 1 after)."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for arg in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else (batch if i == 0 else 1) for i, d in enumerate(arg.shape)]
+        if "int" in arg.type:
+            feed[arg.name] = np.zeros(shape, dtype=np.int64 if "int64" in arg.type else np.int32)
+        else:
+            feed[arg.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+def run_for(run: Callable[[], Any], warmup_s: float, duration_s: float, min_runs: int = 10) -> list[float]:
+    """Warm up by time, then time single runs (ms) until `duration_s` passed and `min_runs` ran."""
+    deadline = time.perf_counter() + warmup_s
+    while time.perf_counter() < deadline:
+        run()
+    times: list[float] = []
+    begin = time.perf_counter()
+    while time.perf_counter() - begin < duration_s or len(times) < min_runs:
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def bench_onnx(path: Path, *, duration_s: float = 3.0, warmup_s: float = 0.2, batch: int = 1,
+               threads: int | None = None) -> dict[str, Any]:
+    """Time one ONNX model on this host's CPU: the `edgeopt bench` document, raw samples included."""
+    import os
+
+    threads = threads or os.cpu_count() or 1
+    sess = runtime.session(path, threads=threads, spinning=True)
+    feed = random_feed(sess, batch)
+    begin = time.perf_counter()
+    samples = run_for(lambda: sess.run(None, feed), warmup_s, duration_s)
+    wall = time.perf_counter() - begin - warmup_s
+    stats = summarize(samples, threads)
+    return {"model": str(path), "backend": "onnxruntime", "batch": batch, "threads": threads,
+            "warmup_s": warmup_s, "duration_s": round(wall, 4), "latency_ms": stats.model_dump(),
+            "std_ms": round(stats.cv * stats.mean, 4),
+            "throughput_qps": round(len(samples) / wall, 3) if wall > 0 else None,
+            "samples_per_s": round(batch * len(samples) / wall, 3) if wall > 0 else None,
+            "samples_ms": [round(v, 5) for v in samples]}
+
+
+def interleaved(run_a: Callable[[], Any], run_b: Callable[[], Any], *, blocks: int = 30, block_runs: int = 10,
+                warmup_s: float = 0.2) -> tuple[list[list[float]], list[list[float]]]:
+    """Single-run times (ms) of A and B in alternating blocks, A-B then B-A, so that drift and a
+    neighbour's bursts hit both alike; compare them block by block (report.compare.block_ratios)."""
+    run_for(run_a, warmup_s / 2, 0.0, 1)
+    run_for(run_b, warmup_s / 2, 0.0, 1)
+    out_a: list[list[float]] = []
+    out_b: list[list[float]] = []
+    for i in range(blocks):
+        order = ((run_a, out_a), (run_b, out_b)) if i % 2 == 0 else ((run_b, out_b), (run_a, out_a))
+        for run, out in order:
+            out.append(run_for(run, 0.0, 0.0, block_runs))
+    return out_a, out_b
+
+
+def bench_build(build_dir: Path, *, duration_s: float = 3.0, batch: int = 1, warmup_s: float = 0.2) -> dict[str, Any]:
+    """`edgeopt bench BUILD_DIR`: the build's deployable artifact, timed by the matching harness."""
+    from edgeopt.build_dir import LAYOUT
+    from edgeopt.errors import BadInput
+
+    build_dir = Path(build_dir)
+    if (build_dir / LAYOUT.tensorrt_engine).is_file():
+        from edgeopt.backends.tensorrt.device import time_build
+
+        timing = time_build(build_dir, warmup_s=warmup_s, duration_s=duration_s)
+        return {"model": str(build_dir / LAYOUT.tensorrt_engine), "backend": "tensorrt", **timing.model_dump(mode="json")}
+    for name in (LAYOUT.ort_deployable, LAYOUT.int8_onnx):
+        if (build_dir / name).is_file():
+            return bench_onnx(build_dir / name, duration_s=duration_s, warmup_s=warmup_s, batch=batch)
+    raise BadInput(f"{build_dir}: no {LAYOUT.ort_deployable}, {LAYOUT.int8_onnx} or {LAYOUT.tensorrt_engine} to time")

@@ -1,0 +1,288 @@
+"""The build directory: every file name in it, its manifest, and atomic writes.
+
+A build directory is written into a temporary sibling and renamed into place only when the build
+finishes, so a crash or Ctrl-C never leaves a half-written build that looks complete. Every
+module that reads or writes a build directory (the pipeline, `engine build`, device validation,
+packaging) takes its file names from `BuildLayout` and its manifest I/O from here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import edgeopt
+from edgeopt.errors import BadInput, CannotWrite, cause_text
+from edgeopt.hashing import sha256_file
+from edgeopt.host import host_info, library_versions
+
+SCHEMA_VERSION = 1  # of every JSON document edgeopt writes (manifest, metrics, --json output)
+
+
+@dataclass(frozen=True)
+class BuildLayout:
+    """File names of a build directory (relative to it). Stages write these names into their
+    own folders; the pipeline copies them into the build directory unchanged."""
+
+    fp32_onnx: str = "model.fp32.onnx"
+    int8_onnx: str = "model.int8.onnx"
+    fp16_onnx: str = "model.fp16.onnx"  # --precision fp16 for TensorRT 11 (strongly typed)
+    calibration_json: str = "calibration.json"
+    tensorrt_calibration_cache: str = "calibration.cache"
+    ort_deployable: str = "model.deployable.onnx"
+    ort_session: str = "session.json"
+    tensorrt_plan: str = "build_plan.json"
+    tensorrt_engine: str = "model.engine"
+    tensorrt_engine_json: str = "engine.json"
+    pruned_model: str = "model.pruned.pt2"
+    unpruned_fp32_onnx: str = "unpruned.fp32.onnx"
+    metrics: str = "metrics.json"
+    latency_samples: str = "latency.json"  # raw single-run times (ms) of the validate stage, per precision
+    manifest: str = "manifest.json"
+    # release packages (stages/package.py): files a package adds beside the build's own
+    package_info: str = "package.json"
+    checksums: str = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format
+    report: str = "report.md"
+    device_runner: str = "run_on_device.sh"
+    eval_inputs: str = "eval_inputs.npz"
+    eval_fp32_outputs: str = "eval_fp32_outputs.npz"
+    # Triton model repository (serving/triton.py): <model>/config.pbtxt and <model>/1/<file>
+    triton_config: str = "config.pbtxt"
+    triton_onnx: str = "model.onnx"
+    triton_plan: str = "model.plan"
+
+
+LAYOUT = BuildLayout()
+
+
+def write_json_atomic(path: str | Path, value: object) -> None:
+    """Write JSON via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(value, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes to a sibling temporary file, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove `<prefix>*-pid<N>-*` folders in `folder` whose process N is gone (a killed run)."""
+    try:
+        candidates = list(Path(folder).glob(f"{prefix}*"))
+    except OSError:
+        return
+    for path in candidates:
+        marker = path.name.split("-pid", 1)
+        pid = marker[1].split("-", 1)[0] if len(marker) == 2 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_writable_dir(folder: Path, what: str, option: str) -> None:
+    """`folder` (or its nearest existing ancestor) is a writable folder, checked by writing."""
+    probe = Path(folder)
+    try:
+        probe.resolve(strict=False)
+    except (RuntimeError, OSError) as exc:  # a symlink loop
+        raise BadInput(f"{folder}: {what} cannot be resolved ({exc.__class__.__name__}: {exc}); choose another {option}") from None
+    while not probe.exists() and not probe.is_symlink():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        raise BadInput(f"{folder}: {what} goes through a broken symlink ({probe}); choose another {option}")
+    if not probe.is_dir():
+        raise BadInput(f"{folder}: {what} is under {probe}, which is a file, not a folder; choose another {option}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".edgeopt-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise CannotWrite(f"{folder}: {what} is not writable ({exc.strerror or exc}); choose another {option}") from None
+
+
+def is_replaceable(out: Path) -> bool:
+    """An edgeopt build (manifest present) or an empty folder: the only things --out replaces."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return True
+    if out.is_symlink() or not out.is_dir():
+        return False
+    if (out / LAYOUT.manifest).is_file():
+        try:
+            return isinstance(json.loads((out / LAYOUT.manifest).read_text()), dict)
+        except (OSError, ValueError):
+            return False
+    return not any(out.iterdir())
+
+
+def check_output_locations(out: Path, cache_dir: Path | None, force: bool = False) -> None:
+    """Before the first stage: --out may be replaced (or --force) and is writable; the cache folder
+    is writable. Also removes stale `.build.partial-*` siblings left by killed runs."""
+    out = Path(out)
+    _check_writable_dir(out.parent if out.name else out, "the build directory's parent (--out)", "--out")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: --out is an existing file; edgeopt writes a build folder there and never "
+                       "replaces a file (choose another --out)")
+    if not force and not is_replaceable(out):
+        raise BadInput(f"{out}: --out is a folder that is not an edgeopt build (no {LAYOUT.manifest}) and not "
+                       "empty; edgeopt would replace its contents. Choose another --out, or pass --force")
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise BadInput(f"{cache_dir}: the cache folder (--cache-dir / EDGEOPT_CACHE) is a file")
+        _check_writable_dir(cache_dir, "the cache folder (--cache-dir / EDGEOPT_CACHE)", "--cache-dir")
+    remove_stale(out.resolve().parent, f".{out.resolve().name}.partial-")
+
+
+@contextmanager
+def staged_directory(final: Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `final`; on success it replaces `final`, on failure it is removed.
+    Only an edgeopt build or an empty folder is replaced (unless `force`): never a user's folder."""
+    final = Path(final).resolve()
+    if final.exists() and not final.is_dir():
+        raise BadInput(f"{final}: --out is an existing file")
+    if not force and not is_replaceable(final):
+        raise BadInput(f"{final}: --out is not an edgeopt build and not empty; pass --force to replace it")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.partial-pid{os.getpid()}-"))
+    staging.chmod(0o755)  # mkdtemp makes 0700; a build directory is meant to be shared
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if final.exists():
+        retired = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, retired)
+        os.replace(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+
+
+def place(source: Path, destination: Path) -> Path:
+    """Copy a cached artifact into the build directory. A copy, not a hard link: a build
+    directory is a deliverable people edit and package, and an edit must not reach the cache."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+    return destination
+
+
+def describe_artifact(path: Path, root: Path) -> dict:
+    return {"path": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def new_manifest(host: dict | None = None) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgeopt": edgeopt.__version__,
+        "libraries": library_versions(),
+        "host": host or host_info(),
+    }
+
+
+# --- reading and updating an existing build directory ----------------------------------------
+
+
+def find_build(path: Path) -> Path:
+    """The build directory at `path` (or the single one nested one level below it)."""
+    path = Path(path)
+    if (path / LAYOUT.manifest).is_file():
+        return path
+    nested = [p.parent for p in path.glob(f"*/{LAYOUT.manifest}")] if path.is_dir() else []
+    if len(nested) != 1:
+        raise BadInput(f"{path}: no {LAYOUT.manifest} (is this an edgeopt build directory?)")
+    return nested[0]
+
+
+def read_manifest(build_dir: Path) -> dict:
+    path = Path(build_dir) / LAYOUT.manifest
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: not a readable manifest ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(manifest, dict):
+        raise BadInput(f"{path}: not a readable manifest (not a JSON object)")
+    return manifest
+
+
+def manifest_target(build_dir: Path, manifest: dict):
+    """The target profile a build was made for, as the manifest recorded it."""
+    from pydantic import ValidationError
+
+    from edgeopt.targets import TargetProfile
+
+    path = Path(build_dir) / LAYOUT.manifest
+    try:
+        recorded = manifest["target"]  # the profile as built, plus keys the manifest adds (sha256)
+        return TargetProfile.model_validate({k: v for k, v in recorded.items() if k in TargetProfile.model_fields})
+    except (KeyError, TypeError, AttributeError):
+        raise BadInput(f"{path}: no key 'target'") from None
+    except ValidationError as exc:
+        raise BadInput(f"{path}: key 'target' is not a valid profile ({cause_text(exc)})") from None
+
+
+def verify_artifact(build_dir: Path, manifest: dict, name: str) -> Path:
+    """The file, checked against the manifest's sha256 when the manifest lists it."""
+    path = Path(build_dir) / name
+    if not path.is_file():
+        raise BadInput(f"{path}: missing from the build directory")
+    for entry in manifest.get("artifacts", []):
+        if entry.get("path") == name and entry.get("sha256") and entry["sha256"] != sha256_file(path):
+            raise BadInput(f"{path}: sha256 differs from {LAYOUT.manifest} (changed or damaged in transfer)")
+    return path
+
+
+def update_manifest(build_dir: Path, updates: dict, files: list[str]) -> dict:
+    """Merge `updates` into manifest.json and refresh the artifact entries of `files`; atomic."""
+    build_dir = Path(build_dir)
+    manifest = read_manifest(build_dir)
+    manifest.update(updates)
+    entries = [e for e in manifest.get("artifacts", []) if e.get("path") not in files]
+    entries += [describe_artifact(build_dir / name, build_dir) for name in files if (build_dir / name).is_file()]
+    manifest["artifacts"] = sorted(entries, key=lambda e: e["path"])
+    write_json_atomic(build_dir / LAYOUT.manifest, manifest)
+    return manifest
+
+
+def read_build(build_dir: Path):
+    """(manifest, target profile) of a build directory."""
+    manifest = read_manifest(build_dir)
+    return manifest, manifest_target(build_dir, manifest)

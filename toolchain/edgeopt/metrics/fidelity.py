@@ -1,0 +1,122 @@
+"""Fidelity of a candidate (INT8 ONNX, engine) against the FP32 reference, and the one accuracy
+number the gate and the accuracy-aware fallback both read (`accuracy_drop`).
+
+Measuring lives here and in the backends; judging (gates) lives in report/gates.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from edgeopt import bench
+from edgeopt.metrics.outputs import Judgement, OutputMetrics, judge, load_user_metric
+from edgeopt.models.spec import TASK_OUTPUT
+
+
+class PrecisionMetrics(BaseModel):
+    accuracy: float | None = None
+    agreement: float | None = None
+    cosine_mean: float | None = None
+    cosine_min: float | None = None
+    relative_l2: float | None = None
+    max_abs_error: float | None = None
+    latency_ms: bench.Latency | None = None
+
+
+class ValidateResult(BaseModel):
+    samples: int
+    task: str
+    fp32: PrecisionMetrics
+    int8: PrecisionMetrics
+    latency_measured_on: str | None = None
+    latency_note: str | None = None
+    engine_timing: bench.EngineTiming | None = None  # a TensorRT engine timed on the device (validate_engine)
+    outputs: list[OutputMetrics] = Field(default_factory=list, description="every output, with its task metric")
+    drop: float | None = None  # judge()'s drop: what the gate reads when outputs were judged
+    drop_how: str | None = None
+
+
+from edgeopt.metrics.outputs import cosine as _cosine  # noqa: E402  (one cosine for every caller)
+
+
+def check_labels(labels: np.ndarray | None, classes: int, source: object = "the evaluation data") -> None:
+    """Labels outside the model's classes are a mistake in the data, not wrong predictions."""
+    if labels is None or labels.size == 0:
+        return
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.size:
+        from edgeopt.errors import BadInput
+
+        raise BadInput(f"{source}: label {bad.flat[0]} is outside the model's {classes} classes "
+                       f"(0..{classes - 1}); {bad.size} labels are out of range")
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
+                    task: str, source: object = "the evaluation data") -> tuple[PrecisionMetrics, PrecisionMetrics]:
+    """FP32 and INT8 metrics from their first outputs over the same samples."""
+    if task == "classification":
+        check_labels(labels, int(reference.reshape(len(reference), -1).shape[1]), source)
+    cosine = _cosine(reference, candidate)
+    error = np.linalg.norm((candidate - reference).reshape(len(reference), -1), axis=1)
+    norm = np.linalg.norm(reference.reshape(len(reference), -1), axis=1)
+    fp32 = PrecisionMetrics()
+    int8 = PrecisionMetrics(
+        cosine_mean=round(float(cosine.mean()), 6),
+        cosine_min=round(float(cosine.min()), 6),
+        relative_l2=round(float((error / np.where(norm == 0, 1.0, norm)).mean()), 6),
+        max_abs_error=float(np.abs(candidate - reference).max()),
+    )
+    if task == "classification":
+        ref_top1 = reference.reshape(len(reference), -1).argmax(axis=1)
+        cand_top1 = candidate.reshape(len(candidate), -1).argmax(axis=1)
+        int8.agreement = round(float((ref_top1 == cand_top1).mean()), 6)
+        if labels is not None:
+            fp32.accuracy = round(float((ref_top1 == labels).mean()), 6)
+            int8.accuracy = round(float((cand_top1 == labels).mean()), 6)
+    return fp32, int8
+
+
+def output_kinds(names: list[str], task: str, kinds: dict[str, str] | None = None,
+                 spec_outputs: list[str] | None = None) -> dict[str, str]:
+    """Kind of each output name the runtime reports: by name from `kinds`, else by position in
+    the spec's outputs, else the task's kind for output 0 and 'tensor' for the rest."""
+    kinds, spec_outputs = kinds or {}, spec_outputs or []
+    result = {}
+    for index, name in enumerate(names):
+        by_position = spec_outputs[index] if index < len(spec_outputs) else None
+        result[name] = kinds.get(name) or kinds.get(by_position) or (
+            TASK_OUTPUT.get(task, "tensor") if index == 0 else "scores" if task == "detection" and index == 1 else "tensor")
+    return result
+
+
+def compare_all(names: list[str], reference: list[np.ndarray], candidate: list[np.ndarray], labels, task: str,
+                kinds: dict[str, str] | None = None, metric: str | None = None,
+                spec_outputs: list[str] | None = None,
+                source: object = "the evaluation data") -> tuple[PrecisionMetrics, PrecisionMetrics, Judgement]:
+    """Every output judged (judge), plus the first-output summary fields (`compare_outputs`);
+    top-1 fields only when the first output holds class scores."""
+    kinds = output_kinds(names, task, kinds, spec_outputs)
+    if kinds[names[0]] == "class_scores":  # before judging: a bad label is the data's fault, not INT8's
+        check_labels(labels, int(reference[0].reshape(len(reference[0]), -1).shape[1]), source)
+    judgement = judge(dict(zip(names, reference)), dict(zip(names, candidate)), labels, kinds,
+                      load_user_metric(metric) if metric else None)
+    first = "classification" if kinds[names[0]] == "class_scores" else "other"
+    fp32, int8 = compare_outputs(reference[0], candidate[0], labels, first, source)
+    return fp32, int8, judgement
+
+
+def accuracy_drop(metrics: ValidateResult) -> tuple[float | None, str]:
+    """The number the gate and the fallback read: judge()'s drop when every output was judged
+    (the worst output's task metric, or the user metric); else, from the first output, FP32
+    minus INT8 top-1, INT8's disagreement with FP32, or one minus the mean cosine."""
+    if metrics.outputs:
+        return metrics.drop, metrics.drop_how or ""
+    fp32, int8 = metrics.fp32, metrics.int8
+    if fp32.accuracy is not None and int8.accuracy is not None:
+        return round(fp32.accuracy - int8.accuracy, 6), "top-1 accuracy, FP32 minus INT8"
+    if int8.agreement is not None:
+        return round(1 - int8.agreement, 6), "no labels: share of samples whose top-1 differs from FP32"
+    if int8.cosine_mean is not None:
+        return round(1 - int8.cosine_mean, 6), "1 - mean cosine similarity to FP32"
+    return None, "no metric to judge"

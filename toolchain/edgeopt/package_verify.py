@@ -1,0 +1,217 @@
+"""`edgeopt verify PACKAGE`: is this release bundle exactly what `edgeopt package` wrote, and (on a
+device) can this device build and run it?
+
+Checks, each failure one problem naming the file: every file listed in SHA256SUMS is present and
+has its hash (changed, removed), no file is unlisted (added), package.json and manifest.json
+follow their schemas, and the manifest's artifact hashes agree with the files shipped. With
+`device=True` (or whenever TensorRT is importable here) a TensorRT package is also checked
+against this host's TensorRT version and GPU compute capability, with the same rule
+`engine build` applies (builder.host_mismatch); with `device=True` an ONNX Runtime package is
+checked against this host's architecture and CPU flags (host.stands_for). Archives are read through archive.safe_extract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgeopt.archive import safe_extract
+from edgeopt.build_dir import LAYOUT
+from edgeopt.errors import BadInput, MissingEnvironment
+from edgeopt.hashing import sha256_file
+from edgeopt.stages.package import PackageInfo
+
+_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+class _Artifact(BaseModel):
+    path: str
+    bytes: int
+    sha256: str
+
+
+class _Named(BaseModel):
+    name: str
+
+
+class ManifestSchema(BaseModel):
+    """The manifest keys a package relies on; the manifest may carry more (it only grows)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int
+    edgeopt: str
+    model: _Named
+    target: _Named
+    artifacts: list[_Artifact]
+    gates: list[dict]
+    engine: dict
+
+
+class VerifyResult(BaseModel):
+    package: str
+    name: str | None
+    files: int
+    problems: list[str]
+    device: dict | None = None  # {"checked": bool, "tensorrt": ..., "compute_capability": ..., "note": ...}
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _is_package(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in (LAYOUT.checksums, LAYOUT.package_info, LAYOUT.manifest))
+
+
+def _root(folder: Path) -> tuple[Path, list[str]]:
+    """The package folder (`folder` itself, or the one subfolder holding a package's own files)
+    and anything beside that subfolder, which a package never has."""
+    if _is_package(folder):
+        return folder, []
+    candidates = [p for p in folder.iterdir() if p.is_dir() and _is_package(p)]
+    if len(candidates) != 1:
+        raise BadInput(f"{folder}: not an edgeopt package (no {LAYOUT.checksums}, {LAYOUT.package_info} "
+                       f"or {LAYOUT.manifest} in one top-level folder)")
+    extras = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p != candidates[0])
+    return candidates[0], [f"{name}: added (outside the package folder {candidates[0].name}/)" for name in extras]
+
+
+def read_checksums(path: Path, problems: list[str]) -> dict[str, str]:
+    listed: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        match = _LINE.match(line)
+        if not match:
+            problems.append(f"{LAYOUT.checksums}: line {number} is not '<sha256>  <path>'")
+            continue
+        listed[match.group(2)] = match.group(1)
+    return listed
+
+
+def check_files(root: Path) -> tuple[list[str], int]:
+    problems: list[str] = []
+    sums = root / LAYOUT.checksums
+    if not sums.is_file():
+        return [f"{LAYOUT.checksums}: removed (the package lists no checksums)"], 0
+    listed = read_checksums(sums, problems)
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {LAYOUT.checksums}
+    for name in sorted(present - set(listed)):
+        problems.append(f"{name}: added (not in {LAYOUT.checksums})")
+    for name in sorted(set(listed) - present):
+        problems.append(f"{name}: removed (listed in {LAYOUT.checksums})")
+    for name in sorted(present & set(listed)):
+        if sha256_file(root / name) != listed[name]:
+            problems.append(f"{name}: changed (sha256 differs from {LAYOUT.checksums})")
+    return problems, len(listed)
+
+
+def _load(root: Path, name: str, problems: list[str]) -> dict | None:
+    try:
+        value = json.loads((root / name).read_text())
+    except FileNotFoundError:
+        return None  # reported by check_files
+    except (OSError, ValueError) as exc:
+        problems.append(f"{name}: not readable JSON ({exc})")
+        return None
+    if not isinstance(value, dict):
+        problems.append(f"{name}: not a JSON object")
+        return None
+    return value
+
+
+def _schema_problem(name: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return f"{name}: key '{where}': {first['msg']}"
+
+
+def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | None]:
+    problems: list[str] = []
+    info = manifest = None
+    raw_info, raw_manifest = _load(root, LAYOUT.package_info, problems), _load(root, LAYOUT.manifest, problems)
+    if raw_info is not None:
+        try:
+            info = PackageInfo.model_validate(raw_info)
+        except ValidationError as exc:
+            problems.append(_schema_problem(LAYOUT.package_info, exc))
+    if raw_manifest is not None:
+        try:
+            ManifestSchema.model_validate(raw_manifest)
+            manifest = raw_manifest
+        except ValidationError as exc:
+            problems.append(_schema_problem(LAYOUT.manifest, exc))
+    if manifest is not None:
+        for entry in manifest["artifacts"]:
+            shipped = root / entry["path"]
+            if shipped.is_file() and sha256_file(shipped) != entry["sha256"]:
+                problems.append(f"{entry['path']}: sha256 differs from {LAYOUT.manifest}")
+    if info is not None and manifest is not None and (info.model, info.target) != (manifest["model"]["name"], manifest["target"]["name"]):
+        problems.append(f"{LAYOUT.package_info}: model/target {info.model}/{info.target} are not the manifest's")
+    return problems, info, manifest
+
+
+def check_device(root: Path, device: bool, builder=None) -> tuple[list[str], dict]:
+    """This host's TensorRT and GPU against the build plan (TensorRT packages only)."""
+    from edgeopt.backends.tensorrt import api as tensorrt_api
+    from edgeopt.backends.tensorrt.builder import EngineBuilder, host_mismatch, read_plan
+
+    plan_path = root / LAYOUT.tensorrt_plan
+    if not plan_path.is_file():
+        return _check_cpu(root) if device else ([], {"checked": False, "note": "no TensorRT build plan in this package"})
+    if builder is None:
+        if not tensorrt_api.available():
+            if device:
+                tensorrt_api.module()  # MissingEnvironment with the JetPack / pip hint
+            return [], {"checked": False, "note": "TensorRT is not installed here: device compatibility not checked"}
+        builder = EngineBuilder()
+    plan = read_plan(plan_path)
+    problems = host_mismatch(builder, plan)
+    facts = {"checked": True, "tensorrt": builder.version(), "compute_capability": builder.device().compute_capability,
+             "target_tensorrt": plan.tensorrt, "target_compute_capability": plan.compute_capability}
+    return [f"{LAYOUT.tensorrt_plan}: this device has {p}" for p in problems], facts
+
+
+def _check_cpu(root: Path) -> tuple[list[str], dict]:
+    """An ONNX Runtime package on its device: this host's architecture and CPU flags are the
+    target's (host.stands_for, the one answer to that question)."""
+    from edgeopt import host
+    from edgeopt.build_dir import manifest_target, read_manifest
+
+    target = manifest_target(root, read_manifest(root))
+    same, note = host.stands_for(target)
+    facts = {"checked": True, "arch": host.machine(), "target": target.name}
+    if target.backend != "onnxruntime" or same:
+        return [], facts
+    return [f"{LAYOUT.manifest}: this host is not target '{target.name}' ({note.split(': ', 1)[-1]})"], facts
+
+
+def verify(path: Path, *, device: bool = False, builder=None) -> VerifyResult:
+    """Verify a package (.tar.gz) or an extracted package folder. `builder` replaces the TensorRT
+    EngineBuilder (tests pass one with a fake TensorRT and DeviceInfo)."""
+    path = Path(path)
+    if path.is_dir():
+        return _verify_folder(path, str(path), device, builder)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such package")
+    with tempfile.TemporaryDirectory(prefix="edgeopt-verify-") as scratch:
+        safe_extract(path, Path(scratch) / "package")
+        return _verify_folder(Path(scratch) / "package", str(path), device, builder)
+
+
+def _verify_folder(folder: Path, label: str, device: bool, builder) -> VerifyResult:
+    root, problems = _root(folder)
+    file_problems, count = check_files(root)
+    problems += file_problems
+    document_problems, info, _ = check_documents(root)
+    problems += document_problems
+    facts = None
+    if problems:  # a changed plan must not decide the device check
+        facts = {"checked": False, "note": "not checked: the package failed its file checks"}
+    elif device or builder is not None or (info is not None and info.backend == "tensorrt"):
+        device_problems, facts = check_device(root, device, builder)
+        problems += device_problems
+    return VerifyResult(package=label, name=info.name if info else None, files=count, problems=problems, device=facts)

@@ -1,0 +1,104 @@
+"""Baselines: a build's metrics, raw latency samples and environment in one JSON file, saved from
+`edgeopt build --save-baseline` and judged against by `edgeopt build --baseline` / `edgeopt report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeopt.build_dir import LAYOUT, write_json_atomic
+from edgeopt.errors import BadInput
+from edgeopt.report import compare as comparing
+
+SCHEMA_VERSION = 1
+LIBRARIES = ("edgeopt", "numpy", "onnx", "onnxruntime", "torch", "tensorrt")
+
+
+def _cpu() -> tuple[str | None, list[str]]:
+    model, flags = platform.processor() or None, []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and value.strip():
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = sorted(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """What makes two latency measurements comparable: CPU, threads, library versions, GPU."""
+    model, flags = _cpu()
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"machine": platform.machine(), "cpu_model": model, "cpu_flags": flags, "cores": os.cpu_count(),
+            "threads": threads, "onnxruntime": versions["onnxruntime"], "tensorrt": versions["tensorrt"],
+            "gpu": os.environ.get("EDGEOPT_GPU_NAME"), "libraries": versions}
+
+
+def document(result: dict, samples: dict | None = None) -> dict[str, Any]:
+    """The baseline document of one `edgeopt build --json` result (and its build's raw samples)."""
+    if samples is None and result.get("build_dir"):
+        path = Path(result["build_dir"]) / LAYOUT.latency_samples
+        if path.is_file():
+            samples = json.loads(path.read_text())
+    samples = samples or {}
+    metrics = result["metrics"]
+    keep = ("accuracy", "agreement", "cosine_mean", "cosine_min", "latency_ms")
+    return {"schema_version": SCHEMA_VERSION, "model": result["model"]["name"], "target": result["target"]["name"],
+            "metrics": {p: {k: metrics[p].get(k) for k in keep} for p in ("fp32", "int8")},
+            "samples_ms": {p: samples[p] for p in ("fp32", "int8") if p in samples},
+            "gates": result.get("gates", []), "quantization": result.get("quantization"),
+            "environment": environment(samples.get("threads"))}
+
+
+def save(result: dict, path: str | Path) -> Path:
+    """Store a build result as a baseline file."""
+    write_json_atomic(path, document(result))
+    return Path(path)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """A baseline document, or BadInput naming the file and what is wrong with it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such baseline file") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadInput(f"{path}: not a baseline JSON file ({error})") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "metrics" not in doc:
+        raise BadInput(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r} "
+                       f"is not a baseline of schema_version {SCHEMA_VERSION}")
+    return doc
+
+
+def load_any(path: str | Path) -> dict[str, Any]:
+    """A baseline file, or the output of `edgeopt build --json` (turned into a baseline document)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadInput(f"{path}: not a JSON file ({error})") from None
+    if isinstance(doc, dict) and "status" in doc and "metrics" in doc and "model" in doc:
+        return document(doc)
+    return load(path)
+
+
+def judge(result: dict, baseline_path: str | Path, tolerances: dict[str, float] | None = None) -> dict[str, Any]:
+    """Compare a build result with a stored baseline: one comparison with a verdict per metric."""
+    tolerances = tolerances or {}
+    return comparing.compare(load(baseline_path), document(result),
+                             latency_tolerance=tolerances.get("latency", 0.05),
+                             accuracy_tolerance=tolerances.get("accuracy", 0.005))

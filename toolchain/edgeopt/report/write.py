@@ -1,0 +1,25 @@
+"""Write a report in the requested formats into one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeopt.build_dir import write_bytes_atomic
+from edgeopt.errors import BadInput
+from edgeopt.report import render_html, render_json, render_junit, render_markdown
+
+FORMATS = {"md": ("report.md", render_markdown.render), "html": ("report.html", render_html.render),
+           "junit": ("report.junit.xml", render_junit.render), "json": ("report.json", render_json.render)}
+
+
+def write(report: dict, formats: list[str], out: Path) -> list[Path]:
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise BadInput(f"--format: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in formats:
+        filename, render = FORMATS[name]
+        write_bytes_atomic(Path(out) / filename, render(report).encode())
+        paths.append(Path(out) / filename)
+    return paths

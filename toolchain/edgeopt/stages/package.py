@@ -1,0 +1,268 @@
+"""The package stage: a build directory -> a byte-for-byte reproducible release bundle (.tar.gz).
+
+What goes in (issue 14): GPU targets ship the portable half of a TensorRT build (the ONNX the
+plan builds from, build_plan.json, the calibration cache, the FP32 ONNX as the reference of
+`engine build --eval`, the engine when one was built), a device runner script, and the
+evaluation inputs with their FP32 outputs so the device can validate without the original data;
+CPU targets ship the ONNX Runtime model and its session settings. Every package adds
+manifest.json, metrics.json, report.md, package.json and SHA256SUMS (`sha256sum -c` format).
+
+Reproducible: entries sorted, every mtime 0, uid/gid 0 with empty owner names, modes 0644/0755,
+PAX headers carrying nothing but what the entry needs, and a gzip header with mtime 0 and no
+file name. The same build packaged twice (or on two machines with one zlib) gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+import edgeopt
+from edgeopt.assemble import slug
+from edgeopt.build_dir import LAYOUT, find_build, read_build, verify_artifact
+from edgeopt.errors import BadInput
+from edgeopt.hashing import sha256_file
+
+PACKAGE_FORMAT = 1
+EXECUTABLE = 0o755
+REGULAR = 0o644
+Content = bytes | Path  # an entry's bytes, or the file that holds them
+
+
+class PackageFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    role: str
+
+
+class PackageInfo(BaseModel):
+    """package.json: what the bundle is, for `edgeopt verify` and deployment tooling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal[1] = PACKAGE_FORMAT
+    name: str
+    version: str | None
+    layout: Literal["bundle", "triton"]
+    edgeopt: str
+    model: str
+    target: str
+    backend: Literal["onnxruntime", "tensorrt"]
+    engine: Literal["built", "deferred", "not_applicable"]
+    files: list[PackageFile] = Field(description="every file but SHA256SUMS, with what it is for")
+
+
+class PackageResult(BaseModel):
+    path: Path
+    name: str
+    sha256: str
+    bytes: int
+    files: list[str]
+
+
+# --- deterministic writers ------------------------------------------------------------------
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz (np.load reads it) without np.savez's wall-clock zip timestamps."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = REGULAR << 16
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def checksums_text(entries: dict[str, Content]) -> str:
+    """SHA256SUMS in `sha256sum` format (two spaces, sorted paths), so a device checks it without edgeopt."""
+    import hashlib
+
+    def digest(content: Content) -> str:
+        return sha256_file(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
+
+    return "".join(f"{digest(entries[name])}  {name}\n" for name in sorted(entries))
+
+
+def _tarinfo(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type = size, mode, kind
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info
+
+
+def write_archive(dest: Path, root: str, entries: dict[str, Content], executable: frozenset[str] = frozenset()) -> None:
+    """`dest` (.tar.gz) holding `root/` and `entries` under it, sorted; written atomically."""
+    folders = {str(parent) for name in entries for parent in Path(name).parents if str(parent) != "."}
+    members = sorted([(name, None) for name in folders] + [(name, entries[name]) for name in entries])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            # filename="" leaves FNAME out of the gzip header; mtime=0 fixes MTIME (RFC 1952).
+            # Level 6 (gzip's default): on the digits Jetson bundle (5.5 MB of tar, mostly float
+            # weights) level 9 took 25% longer for 0.1% fewer bytes (0.19 s vs 0.15 s, 3.631 vs 3.635 MB).
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
+                with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    tar.addfile(_tarinfo(root, 0, EXECUTABLE, tarfile.DIRTYPE))
+                    for name, content in members:
+                        path = f"{root}/{name}"
+                        if content is None:
+                            tar.addfile(_tarinfo(path, 0, EXECUTABLE, tarfile.DIRTYPE))
+                            continue
+                        data = content.read_bytes() if isinstance(content, Path) else content
+                        mode = EXECUTABLE if name in executable else REGULAR
+                        tar.addfile(_tarinfo(path, len(data), mode), io.BytesIO(data))
+        os.chmod(tmp, REGULAR)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- what a package holds ---------------------------------------------------------------------
+
+
+def evaluation_files(build_dir: Path, manifest: dict, eval_path: Path | None) -> dict[str, bytes]:
+    """The evaluation inputs (and labels) and the FP32 model's outputs on them, for validating
+    on the device against numbers computed here. Data: `eval_path`, else the build's own."""
+    from edgeopt.backends.onnxruntime import session as runtime
+    from edgeopt.data import load_dataset
+    from edgeopt.models.spec import ModelSpec
+
+    recorded = (manifest.get("data") or {}).get("evaluation") or (manifest.get("data") or {}).get("calibration")
+    path = Path(eval_path) if eval_path else Path(recorded["path"]) if recorded else None
+    if path is None:
+        raise BadInput(f"{build_dir / LAYOUT.manifest}: no evaluation data recorded; pass --eval DATA")
+    spec = ModelSpec.model_validate(manifest["model"]["spec"])
+    data = load_dataset(path, spec, "evaluation", _reader(manifest, spec))
+    if eval_path is None and "evaluation" in (manifest.get("data") or {}) and data.sha256 != recorded["sha256"]:
+        raise BadInput(f"{path}: the evaluation data changed since the build (sha256 differs from "
+                       f"{LAYOUT.manifest}); pass --eval DATA")
+    # one thread: the reference outputs must not depend on how a reduction was split
+    session = runtime.session(verify_artifact(build_dir, manifest, LAYOUT.fp32_onnx), threads=1)
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, runtime.run_all(session, data)))
+    inputs = dict(data.inputs)
+    if data.labels is not None:
+        inputs["labels"] = data.labels
+    return {LAYOUT.eval_inputs: npz_bytes(inputs), LAYOUT.eval_fp32_outputs: npz_bytes(outputs)}
+
+
+def _reader(manifest: dict, spec):
+    """Texts for a Hugging Face model are tokenized as the build did: the folder's own tokenizer,
+    padded to the sequence length the model was exported with (the recorded hash then agrees)."""
+    from edgeopt.data import ReaderOptions
+
+    if manifest["model"].get("kind") != "huggingface":
+        return ReaderOptions()
+    from edgeopt.models.huggingface import check_folder
+
+    layout = check_folder(Path(manifest["model"]["source"]))
+    return ReaderOptions(tokenizer=layout.model_dir, seq_len=spec.inputs[0].shape[1])
+
+
+def device_runner(manifest: dict) -> bytes:
+    """The script a device runs inside the extracted package: verify, build the engine, validate.
+    (`engine build` then adds the engine to the folder, so a later `verify` reports it as added.)"""
+    engine = manifest.get("engine") or {}
+    lines = [
+        "#!/bin/sh",
+        f"# Generated by edgeopt for target {manifest['target']['name']}: run it on that device, inside the",
+        "# extracted package. It checks every file and this device's TensorRT and GPU, builds the engine",
+        "# from build_plan.json and validates it against the FP32 outputs computed at build time.",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+        "if command -v edgeopt >/dev/null 2>&1; then",
+        "  edgeopt verify --device .",
+        f"  exec edgeopt engine build . --eval {LAYOUT.eval_inputs}",
+        "fi",
+        'echo "edgeopt is not installed (pip install the edgeopt wheel); checking files and building with trtexec" >&2',
+        f"sha256sum -c {LAYOUT.checksums}",
+        f"exec {engine.get('trtexec') or 'false'}",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path | None) -> tuple[dict[str, Content], dict[str, str]]:
+    """(entries, roles) of the default layout, every name from BuildLayout or the build plan."""
+    entries: dict[str, Content] = {}
+    roles: dict[str, str] = {}
+
+    def add(name: str, role: str, content: Content | None = None) -> None:
+        entries[name] = content if content is not None else verify_artifact(build_dir, manifest, name)
+        roles[name] = role
+
+    if backend == "onnxruntime":
+        add(manifest.get("deployable") or LAYOUT.ort_deployable, "ONNX Runtime model (deploy this)")
+        add(LAYOUT.ort_session, "ONNX Runtime session settings")
+    else:
+        from edgeopt.backends.tensorrt.builder import read_plan
+
+        plan = read_plan(verify_artifact(build_dir, manifest, LAYOUT.tensorrt_plan))
+        add(LAYOUT.tensorrt_plan, "TensorRT build plan (builder settings, trtexec line)")
+        add(plan.onnx, "ONNX the engine is built from")
+        add(LAYOUT.fp32_onnx, "FP32 reference for on-device validation")
+        if plan.calibration_cache or (build_dir / LAYOUT.tensorrt_calibration_cache).is_file():
+            add(plan.calibration_cache or LAYOUT.tensorrt_calibration_cache, "TensorRT calibration cache")
+        engine = manifest.get("engine") or {}
+        if engine.get("status") == "built" and engine.get("engine"):
+            add(engine["engine"], "TensorRT engine")
+            add(LAYOUT.tensorrt_engine_json, "engine metadata (TensorRT version, GPU)")
+        for name, content in evaluation_files(build_dir, manifest, eval_path).items():
+            add(name, "evaluation inputs" if name == LAYOUT.eval_inputs else "FP32 outputs on the evaluation inputs", content)
+        add(LAYOUT.device_runner, "device runner: verify, build the engine, validate", device_runner(manifest))
+    return entries, roles
+
+
+def package_name(manifest: dict, version: str | None, layout: str) -> str:
+    parts = [slug(manifest["model"]["name"]), slug(manifest["target"]["name"])]
+    if version:
+        parts.append(slug(version))
+    if layout == "triton":
+        parts.append("triton")
+    return "-".join(parts)
+
+
+def package(build_dir: Path, out: Path | None = None, *, version: str | None = None,
+            layout: Literal["bundle", "triton"] = "bundle", eval_path: Path | None = None) -> PackageResult:
+    """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory."""
+    from edgeopt.report.release import render_package
+
+    build_dir = find_build(Path(build_dir))
+    manifest, target = read_build(build_dir)
+    if layout == "triton":
+        from edgeopt.serving.triton import triton_files
+
+        entries, roles = triton_files(build_dir, manifest, target)
+    else:
+        entries, roles = bundle_files(build_dir, manifest, target.backend, eval_path)
+    entries[LAYOUT.manifest], roles[LAYOUT.manifest] = build_dir / LAYOUT.manifest, "build manifest (versions, hashes, stages)"
+    entries[LAYOUT.metrics], roles[LAYOUT.metrics] = verify_artifact(build_dir, manifest, LAYOUT.metrics), "metrics"
+    entries[LAYOUT.report], roles[LAYOUT.report] = render_package(manifest).encode(), "report"
+    name = package_name(manifest, version, layout)
+    info = PackageInfo(
+        name=name, version=version, layout=layout, edgeopt=edgeopt.__version__, model=manifest["model"]["name"],
+        target=target.name, backend=target.backend, engine=(manifest.get("engine") or {}).get("status", "not_applicable"),
+        files=[PackageFile(path=p, role=roles[p]) for p in sorted(roles)] + [PackageFile(path=LAYOUT.package_info, role="this file")],
+    )
+    entries[LAYOUT.package_info] = (json.dumps(info.model_dump(mode="json"), indent=2) + "\n").encode()
+    entries[LAYOUT.checksums] = checksums_text(entries).encode()
+    dest = Path(out or "dist").resolve() / f"{name}.tar.gz"
+    write_archive(dest, name, entries, executable=frozenset({LAYOUT.device_runner}))
+    return PackageResult(path=dest, name=name, sha256=sha256_file(dest), bytes=dest.stat().st_size,
+                         files=sorted(entries))
+

@@ -1,0 +1,171 @@
+"""Prune stage: options, the stage objects and the build report's `prune` section, without
+importing torch (a fully cached build, and a refused `--prune 2:4`, must not pay torch's import
+time). The torch work is in prune_torch.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeopt import host
+from edgeopt.build_dir import LAYOUT
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import BadInput
+from edgeopt.hashing import sha256_file
+from edgeopt.models.spec import ModelSpec
+from edgeopt.targets import TargetProfile
+
+Mode = Literal["channels", "2:4"]
+Importance = Literal["magnitude", "bn", "taylor"]
+PRUNABLE_SOURCES = ("factory",)  # kinds whose loaded model is an nn.Module with its real layers
+DEFAULT_FINETUNE_STEPS = 300
+
+
+class PruneConfig(BaseModel):
+    """What to prune and how; one field per CLI option (`--prune`, `--prune-importance`, ...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode = Field(description="channels: remove channels; 2:4: semi-structured sparsity masks")
+    ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer")
+    importance: Importance = Field("magnitude", description="channel ranking: weight L2, BN scale, or Taylor")
+    channel_multiple: int = Field(8, ge=1, description="kept channel counts are multiples of this")
+    ignore: tuple[str, ...] = Field((), description="module names left untouched")
+    finetune_steps: int = Field(0, ge=0, description="recovery distillation steps (0: none)")
+    seed: int = 0
+
+
+def parse_prune(value: str | float | None, target: TargetProfile) -> tuple[Mode, float | None] | None:
+    """`--prune` text (or the profile's build.prune) -> (mode, ratio); None means no pruning.
+    Refuses 2:4 on targets that do not accelerate it: masks there cost accuracy for nothing."""
+    if value is None:
+        value = target.build.prune
+    if value is None or str(value).strip().lower() in ("", "none", "0", "0.0", "off"):
+        return None
+    text = str(value).strip()
+    if text == "2:4":
+        if not target.device.sparse_2_4:
+            kind = target.device.arch.capitalize() if target.device.kind == "gpu" else f"{target.device.arch} CPU"
+            raise BadInput(f"--prune 2:4: {target.name} ({kind}) does not accelerate 2:4 "
+                           "sparsity (Ampere and newer GPUs do); use --prune RATIO for structured pruning")
+        return "2:4", None
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise BadInput(f"--prune {text}: expected a ratio between 0 and 1 (e.g. 0.5), '2:4' or 'none'") from None
+    if not 0 < ratio < 1:
+        raise BadInput(f"--prune {text}: the ratio must be between 0 and 1 (the fraction of channels removed)")
+    return "channels", ratio
+
+
+def _latency(value: dict | None) -> dict | None:
+    return {key: value[key] for key in ("p50", "p90", "p99")} if value else None
+
+
+def prune_section(result: dict, report: dict | None) -> dict:
+    """The `prune` section of `edgeopt build --json`, from the prune and prune_report stage results."""
+    report = report or {}
+    before, after = dict(result["before"]), dict(result["after"])
+    before.update(onnx_bytes=report.get("onnx_bytes_before"), latency_ms=_latency(report.get("latency_before_ms")))
+    after.update(onnx_bytes=report.get("onnx_bytes_after"), latency_ms=_latency(report.get("latency_after_ms")))
+    accuracy_cost = None if before["accuracy"] is None or after["accuracy"] is None else round(
+        before["accuracy"] - after["accuracy"], 6)
+    speedup = round(before["latency_ms"]["p50"] / after["latency_ms"]["p50"], 3) \
+        if before["latency_ms"] and after["latency_ms"] else None
+    return {
+        "mode": result["mode"], "ratio": result["ratio"], "importance": result["importance"],
+        "channel_multiple": result["channel_multiple"], "head": result["head"], "ignored": result["ignored"],
+        "protected": result["protected"], "sparse_layers": result["sparse_layers"],
+        "before": before, "after": after,
+        "accuracy_pruned": result["accuracy_pruned"],  # after pruning, before any recovery
+        "accuracy_cost": accuracy_cost,  # FP32 top-1, unpruned minus final pruned (after recovery)
+        "params_removed": round(1 - after["params"] / before["params"], 4) if before["params"] else None,
+        "nonzero_removed": round(1 - after["nonzero_params"] / before["nonzero_params"], 4) if before["nonzero_params"] else None,
+        "latency_speedup": speedup,  # FP32 p50, unpruned / pruned, same process
+        "latency_note": report.get("latency_note"),
+        "recovery": result["recovery"],
+        "layers": result["layers"],
+    }
+
+
+class PruneStage:
+    """SmallerModelFromModel: channels removed (or 2:4 masks), optionally distilled back."""
+
+    name = "prune"
+    reads: tuple[str, ...] = ()
+    writes = (LAYOUT.pruned_model,)
+
+    def __init__(self, source, model, spec: ModelSpec, config: PruneConfig, evaluation: Dataset,
+                 ranking: Dataset, finetune: Dataset | None):
+        self.source, self.model, self.spec, self.config = source, model, spec, config
+        self.evaluation, self.ranking, self.finetune = evaluation, ranking, finetune
+
+    def params(self) -> dict:
+        return self.config.model_dump(mode="json")
+
+    def inputs(self) -> dict:
+        return {"model": self.source.sha256, "eval": self.evaluation.sha256,
+                "finetune": self.finetune.sha256 if self.finetune else None,
+                "ranking": self.ranking.sha256 if self.config.importance == "taylor" else None}
+
+    def run(self, folder: Path):
+        from edgeopt.stages.prune_torch import prune
+
+        return prune(self.model.module(), self.spec, self.config, folder, eval_data=self.evaluation,
+                     importance_data=self.ranking, finetune_data=self.finetune)
+
+
+class UnprunedStage:
+    """The unpruned model exported and timed beside the pruned FP32 ONNX (where validate times),
+    for the before/after report."""
+
+    name = "unpruned"
+    writes = (LAYOUT.unpruned_fp32_onnx,)
+
+    def __init__(self, source, model, spec: ModelSpec, pruned_fp32: Path, evaluation: Dataset, target,
+                 seconds: float):
+        self.source, self.model, self.spec, self.fp32, self.evaluation = source, model, spec, pruned_fp32, evaluation
+        self.measure, self.note = host.stands_for(target)
+        self.threads, self.seconds = host.default_threads(target), seconds
+        self.reads = (pruned_fp32.name,)
+
+    def params(self) -> dict:
+        return {"threads": self.threads, "seconds": self.seconds,
+                "host": host.host_info() if self.measure else None}
+
+    def inputs(self) -> dict:
+        return {"model": self.source.sha256, "pruned_fp32": sha256_file(self.fp32), "eval": self.evaluation.sha256}
+
+    def run(self, folder: Path):
+        from edgeopt.stages.prune_torch import compare_unpruned
+
+        return compare_unpruned(self.model.module(), self.spec, self.fp32, self.evaluation, folder,
+                                threads=self.threads, measure_latency=self.measure, seconds=self.seconds,
+                                note=self.note)
+
+
+def prune_setup(options, target, spec: ModelSpec, request: tuple, load, calib_full: Dataset,
+                evaluation: Dataset, budget: float) -> tuple[PruneConfig, Dataset | None, Dataset, list[str]]:
+    """(config, fine-tune data, ranking data, warnings) from the build options; `load` reads a data file."""
+    steps = options.finetune_steps or (DEFAULT_FINETUNE_STEPS if options.finetune_data else 0)
+    if steps and not options.finetune_data:
+        raise BadInput("--finetune-steps needs --finetune-data (the data to distill on)")
+    finetune = load(options.finetune_data, "fine-tune") if options.finetune_data else None
+    warnings = []
+    if finetune is not None and (shared := len(finetune.sample_hashes() & evaluation.sample_hashes())):
+        warnings.append(f"{shared} fine-tune samples also appear in the evaluation data: recovered accuracy is optimistic")
+    config = PruneConfig(mode=request[0], ratio=request[1], importance=options.prune_importance,
+                         channel_multiple=target.build.channel_multiple, ignore=options.prune_ignore,
+                         finetune_steps=steps, seed=options.seed)
+    return config, finetune, finetune or calib_full, warnings  # Taylor importance needs gradients on real data
+
+
+def prune_cost_warning(result: dict, budget: float, recovered: bool) -> list[str]:
+    before, after = result["before"]["accuracy"], result["after"]["accuracy"]
+    if before is None or after is None or before - after <= budget:
+        return []
+    hint = "" if recovered else "; add --finetune-data DATA to recover it"
+    return [f"pruning cost {(before - after) * 100:.2f} points of FP32 accuracy ({before * 100:.2f}% -> "
+            f"{after * 100:.2f}%), more than the {budget * 100:.2f}-point budget{hint}"]
