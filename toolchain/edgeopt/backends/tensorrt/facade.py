@@ -1,0 +1,98 @@
+"""The TensorRT backend as the pipeline sees it.
+
+compile: the build plan and trtexec line always; the engine only where this host's TensorRT and
+GPU are the target's (otherwise `deferred`, never a file that looks like an engine). Implicit
+INT8 (a calibrator, e.g. for DLA) builds from the FP32 graph plus the calibration cache; all else
+from the Q/DQ graph. validate: a built engine against FP32 on the device; a deferred one leaves
+the Q/DQ ONNX judged for accuracy with ONNX Runtime here, latency null with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeopt import host
+from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.validation import Validation
+from edgeopt.hashing import sha256_file
+from edgeopt.models.spec import ModelSpec
+from edgeopt.results import CompileResult, EngineSummary
+from edgeopt.targets import TargetProfile
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, target: TargetProfile, engine_builder=None, cuda=None, timing_cache_dir: Path | None = None):
+        self.target = target
+        self.engine_builder = engine_builder  # None: the real TensorRT, when installed (the seam tests replace)
+        self.cuda = cuda  # None: the real CUDA runtime
+        self.timing_cache_dir = timing_cache_dir
+
+    def compile_source(self, fp32: Path, int8: Path | None) -> Path:
+        implicit = self.target.build.precision == "int8" and self.target.build.int8_mode == "implicit"
+        return fp32 if implicit or int8 is None else int8
+
+    def _builder_identity(self) -> dict | None:
+        """Which TensorRT would build here: part of the compile key, so a plan deferred on a
+        workstation is never served where an engine can be built."""
+        builder = self.engine_builder
+        if builder is None:
+            if not tensorrt_api.available():
+                return None
+            from edgeopt.backends.tensorrt.builder import EngineBuilder
+
+            builder = EngineBuilder()
+        try:
+            return {"tensorrt": builder.version(), "compute_capability": builder.device().compute_capability}
+        except Exception as exc:  # TensorRT without a usable GPU: the build defers and says why
+            return {"unusable": type(exc).__name__}
+
+    def compile_params(self) -> dict:
+        return {"target": self.target.sha256(), "builder": self._builder_identity()}
+
+    def compile(self, onnx: Path, spec: ModelSpec, folder: Path, *, calibration_cache: Path | None = None,
+                sparsity: bool | None = None) -> CompileResult:
+        from edgeopt.backends.tensorrt.builder import compile_tensorrt
+
+        result = compile_tensorrt(onnx, self.target, spec.inputs, folder, calibration_cache=calibration_cache,
+                                  sparsity=sparsity, timing_cache_dir=self.timing_cache_dir, builder=self.engine_builder)
+        engine = result.engine_path.name if result.status == "built" and result.engine_path else None
+        summary = EngineSummary(status=result.status, reason=result.reason, plan=result.plan_path.name,
+                                trtexec=result.trtexec, trtexec_timing=result.trtexec_timing, engine=engine,
+                                metadata=result.engine_metadata, notes=list(result.notes))
+        return CompileResult(backend="tensorrt", deployable=engine, engine=summary)
+
+    def validation(self, compiled_folder: Path, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
+        if compiled.engine.status == "built":
+            return self._engine_validation(compiled_folder, compiled, fp32)
+        candidate = int8 or fp32
+        _, note = host.stands_for(self.target)
+        threads = host.default_threads(self.target)
+
+        def run(data, spec, seconds, _stage_folder):
+            from edgeopt.stages.validate import validate
+
+            return validate(fp32, candidate, data, spec.task, latency_on_host=False, threads=threads,
+                            latency_seconds=seconds, latency_note=note, spec=spec)
+
+        return Validation(params={"engine": "deferred", "threads": threads},
+                          inputs={"candidate": sha256_file(candidate)}, run=run)
+
+    def _engine_validation(self, folder: Path, compiled: CompileResult, fp32: Path) -> Validation:
+        """`edgeopt build` on the device built the engine: validate the engine, not the INT8 ONNX.
+        Its latency, timed as trtexec does, goes under int8; fp32 latency stays null (ONNX Runtime
+        runs the FP32 reference on the CPU here, not on the GPU)."""
+        metadata = compiled.engine.metadata or {}
+        trt = self.engine_builder.trt if self.engine_builder is not None else None
+
+        def run(data, spec, seconds, _stage_folder):
+            # The engine lives in the compile stage's folder, not in this stage's own.
+            from edgeopt.backends.tensorrt.validate import validate_engine
+
+            return validate_engine(folder, fp32, data, spec.task, self.target, duration_s=seconds,
+                                   trt=trt, cuda=self.cuda).as_validate_result()
+
+        params = {"gpu": metadata.get("gpu_name"), "tensorrt": metadata.get("tensorrt_version")}
+        return Validation(params=params, inputs={"engine": metadata.get("engine_sha256")}, run=run,
+                          reads=(compiled.engine.engine,))
