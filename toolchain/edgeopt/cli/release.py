@@ -1,0 +1,77 @@
+"""`edgeopt package|verify|release|matrix`: deployable bundles and multi-target releases."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_option
+
+
+@click.command("package")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
+              help="Folder the .tar.gz is written to.")
+@click.option("--version", "version", help="Release version, part of the package name.")
+@click.option("--layout", type=click.Choice(["bundle", "triton"]), default="bundle", show_default=True,
+              help="bundle: the device package; triton: a Triton Inference Server model repository.")
+@click.option("--eval", "eval_", type=click.Path(path_type=Path),
+              help="GPU targets: evaluation data shipped for on-device validation [default: the build's].")
+@json_option
+@handle_errors
+def package_command(build_dir, out, version, layout, eval_, as_json):
+    """A reproducible .tar.gz of BUILD_DIR for deployment (with SHA256SUMS)."""
+    from edgeopt.stages.package import package
+
+    result = package(build_dir, out, version=version, layout=layout, eval_path=eval_)
+    emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.path}  ({result.bytes:,} bytes, sha256 {result.sha256})")
+
+
+@click.command("verify")
+@click.argument("package_path", metavar="PACKAGE", type=click.Path(path_type=Path))
+@click.option("--device", is_flag=True, help="Also require this host (TensorRT and GPU, or CPU) to be the target's (exit 3 without TensorRT).")
+@json_option
+@handle_errors
+def verify_command(package_path, device, as_json):
+    """Check a package's files, schemas and (on a device) TensorRT and GPU; exit 1 naming what differs."""
+    from edgeopt.package_verify import verify
+
+    result = verify(package_path, device=device)
+    lines = [f"{result.package}: {result.files} files, " + ("ok" if result.ok else "FAILED")] + [f"  {p}" for p in result.problems]
+    lines += [f"  device: {result.device.get('note') or result.device}"] if result.device else []
+    emit_json(result.model_dump(mode="json") | {"ok": result.ok}) if as_json else click.echo("\n".join(lines))
+    sys.exit(0 if result.ok else EXIT_GATE_FAILED)
+
+
+@click.command("release")
+@click.option("--project", "-p", type=click.Path(path_type=Path), default=Path("edgeopt.yaml"), show_default=True)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), help="Builds run in parallel [default: the CPU count].")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("dist"), show_default=True,
+              help="Folder for packages, builds and the summary.")
+@click.option("--version", "version", help="Release version, part of every package name.")
+@click.option("--model", "models", multiple=True, help="Only this model (repeatable; CI matrix jobs).")
+@click.option("--target", "-t", "targets_", multiple=True, help="Only this target (repeatable; CI matrix jobs).")
+@json_option
+@handle_errors
+def release_command(project, jobs, out, version, models, targets_, as_json):
+    """Build, validate and package every (model, target) pair of the project file; exit 1 if any gate failed."""
+    from edgeopt.release import run_release
+
+    result = run_release(project, out, jobs=jobs, version=version, models=models, targets=targets_)
+    emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.markdown}\nsummary: {result.summary_path}")
+    sys.exit(result.exit_code)
+
+
+@click.command("matrix")
+@click.option("--project", "-p", type=click.Path(path_type=Path), default=Path("edgeopt.yaml"), show_default=True)
+@click.option("--by", type=click.Choice(["target", "pair"]), default="target", show_default=True,
+              help="target: one CI job per target (runners with that device); pair: one per (model, target).")
+@handle_errors
+def matrix_command(project, by):
+    """The project's pairs as JSON for a CI matrix (GitHub Actions: fromJSON)."""
+    from edgeopt.project import load_project
+
+    click.echo(json.dumps(load_project(project).matrix(by), separators=(",", ":")))
