@@ -24,8 +24,6 @@ from edgeopt.data.dataset import Dataset
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 ORT_CACHE = "ort_calibration.json"  # ONNX Runtime's format, replayed by quantize_static
-CALIBRATION_JSON = "calibration.json"
-TENSORRT_CACHE = "calibration.cache"
 
 
 class Reader(CalibrationDataReader):

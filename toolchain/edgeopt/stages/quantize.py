@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from edgeopt import bench, host
 from edgeopt.backends.onnxruntime import recipes, smoothing
 from edgeopt.backends.onnxruntime.recipes import DYNAMIC_OPS
+from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import cause_text
 from edgeopt.stages import calibration
@@ -46,7 +47,6 @@ PASS_THROUGH_OPS = ["Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool
                     "Squeeze", "Unsqueeze", "Concat", "Resize", "Add"]
 SMOOTHING_ALPHAS = (0.5, 0.8)  # SmoothQuant migration strengths tried for encoders; the selection data picks
 METHODS = calibration.METHODS
-OUTPUT = "model.int8.onnx"
 NOISE = 0.05  # latency differences below this share are run-to-run noise on a shared host
 
 
@@ -312,12 +312,12 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
                                                  config.max_fallback_layers,
                                                  max(1, int(len(layers) * config.max_float_fraction)))
         final = best or final
-    shutil.copyfile(final, out_dir / OUTPUT)
-    int8 = onnx.load(str(out_dir / OUTPUT), load_external_data=False)
-    calibration.write_calibration_json(out_dir / calibration.CALIBRATION_JSON, config.method, len(calib), ranges,
+    shutil.copyfile(final, out_dir / LAYOUT.int8_onnx)
+    int8 = onnx.load(str(out_dir / LAYOUT.int8_onnx), load_external_data=False)
+    calibration.write_calibration_json(out_dir / LAYOUT.calibration_json, config.method, len(calib), ranges,
                                        None if chosen.mode.startswith("dynamic") else int8)
     if trt_cache:
-        calibration.write_tensorrt_cache(out_dir / calibration.TENSORRT_CACHE, ranges, target.software.tensorrt)
+        calibration.write_tensorrt_cache(out_dir / LAYOUT.tensorrt_calibration_cache, ranges, target.software.tensorrt)
     shutil.rmtree(work, ignore_errors=True)
     drop = fallback.drop_after if fallback else chosen.accuracy_drop
     return QuantizeResult(
@@ -333,7 +333,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         weight_type="int8", per_channel=True, fp32_latency_p50_ms=latency.get("fp32"),
         candidates=candidates, failed_recipes=failed, choice=choice, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
         budget=budget, budget_met=drop <= budget, fallback=fallback,
-        tensorrt_cache=calibration.TENSORRT_CACHE if trt_cache else None)
+        tensorrt_cache=LAYOUT.tensorrt_calibration_cache if trt_cache else None)
 
 
 def _choose(candidates: list[Candidate], encoder: bool, measured: bool) -> tuple[Candidate, str]:
@@ -374,8 +374,6 @@ class QuantizeStage:
     name = "quantize"
 
     def __init__(self, fp32: Path, calib: Dataset, target: TargetProfile, config: QuantizeConfig):
-        from edgeopt.build_dir import LAYOUT
-
         self.fp32, self.calib, self.target, self.config = fp32, calib, target, config
         self.reads = (fp32.name,)
         self.writes = (LAYOUT.int8_onnx, LAYOUT.calibration_json, LAYOUT.tensorrt_calibration_cache)
