@@ -109,3 +109,21 @@ def test_two_concurrent_cold_cache_builds_agree(tmp_path):
     assert (tmp_path / "out1" / "model.fp32.onnx").read_bytes() == (tmp_path / "out2" / "model.fp32.onnx").read_bytes()
     assert all(len(list((cache / stage).iterdir())) == 1 for stage in ("load", "export"))
     assert not [p for p in cache.iterdir() if p.name.startswith(".work-")]
+
+
+@pytest.mark.slow
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_nothing(tmp_path):
+    """CI timeouts and `docker stop` send SIGTERM: the run cleans up its staging and cache work
+    folders itself (not only the next run) and exits 143 with one line."""
+    cache = tmp_path / "cache"
+    process = _start(_factory_build(tmp_path, str(tmp_path / "out"), ("--no-cache",)), cache, tmp_path)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the build finished before the signal arrived")
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == ["edgeopt: interrupted"]
+    assert not (tmp_path / "out").exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+    assert not (cache.exists() and [p.name for p in cache.iterdir() if p.name.startswith(".work-")])

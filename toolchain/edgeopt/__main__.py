@@ -5,6 +5,8 @@ import signal
 import sys
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+_terminated = []
 
 
 def _exit_now(code: int) -> None:
@@ -19,19 +21,28 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (CI timeouts, `docker stop`, `timeout`) unwinds like Ctrl-C, so staging folders
+    and cache work folders are removed before exit; the exit code still says SIGTERM (143)."""
+    _terminated.append(signum)
+    raise KeyboardInterrupt
+
+
 def run() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from edgeopt.cli import main
 
         main()
     except KeyboardInterrupt:  # while importing, before the command's own handler
         sys.stderr.write("edgeopt: interrupted\n")
-        _exit_now(EXIT_INTERRUPTED)
+        _exit_now(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
     except SystemExit as done:
         if done.code == EXIT_INTERRUPTED:
-            _exit_now(EXIT_INTERRUPTED)
+            _exit_now(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
         # The command has finished: a late Ctrl-C during shutdown must not turn its result into a kill.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise
 
 
