@@ -28,6 +28,9 @@ class FakeCuda:
         self.now_ms = 0.0
         self.events: dict[int, float] = {}
         self._next = 1
+        self.pinned: dict[int, np.ndarray] = {}  # host buffers from host_array, by data pointer
+        self.streams: set[int] = set()
+        self.destroyed: list[tuple[str, int]] = []
 
     def malloc(self, nbytes: int) -> int:
         ptr, self._next = self._next, self._next + 1
@@ -47,14 +50,32 @@ class FakeCuda:
         array[...] = np.frombuffer(bytes(self.memory[ptr][: array.nbytes]), dtype=array.dtype).reshape(array.shape)
         self.now_ms += self.d2h_ms
 
+    def host_array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        array = np.zeros(shape, dtype=dtype)
+        self.pinned[array.ctypes.data] = array
+        return array
+
+    def free_host(self, array: np.ndarray) -> None:
+        assert self.pinned.pop(array.ctypes.data) is array, "free_host of a buffer host_array did not make"
+
     def stream(self) -> int:
+        self.streams.add(7)
         return 7
+
+    def destroy_stream(self, stream: int) -> None:
+        self.streams.remove(stream)
+        self.destroyed.append(("stream", stream))
+
+    def destroy_event(self, event: int) -> None:
+        del self.events[event]
+        self.destroyed.append(("event", event))
 
     def synchronize(self, stream: int) -> None:
         pass
 
     def event(self) -> int:
         ptr, self._next = self._next, self._next + 1
+        self.events[ptr] = 0.0
         return ptr
 
     def record(self, event: int, stream: int) -> None:
@@ -77,7 +98,7 @@ class _Engine:
         return self.trt.TensorIOMode.INPUT if name in self.inputs else self.trt.TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name: str):
-        return self.trt.DataType.FLOAT
+        return self.trt.engine_dtypes.get(name, self.trt.DataType.FLOAT)
 
     def create_execution_context(self) -> "_Context":
         return _Context(self)
@@ -103,18 +124,25 @@ class _Context:
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         if name in self.engine.inputs:
             return self.shapes[name]
-        zeros = {n: np.zeros(s, dtype=np.float32) for n, s in self.shapes.items()}
+        zeros = {n: np.zeros(s, dtype=self._nptype(n)) for n, s in self.shapes.items()}
         return tuple(self._outputs(zeros)[name].shape)
 
-    def set_tensor_address(self, name: str, ptr: int) -> None:
+    def _nptype(self, name: str):
+        return self.trt.nptype(self.engine.get_tensor_dtype(name))
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        if name not in self.engine.names:
+            return False
         self.addresses[name] = ptr
+        return True
 
     def execute_async_v3(self, stream: int) -> bool:
         cuda = self.trt.cuda
         inputs = {}
         for name, shape in self.shapes.items():
-            size = int(np.prod(shape)) * 4
-            inputs[name] = np.frombuffer(bytes(cuda.memory[self.addresses[name]][:size]), dtype=np.float32).reshape(shape)
+            dtype = np.dtype(self._nptype(name))
+            size = int(np.prod(shape)) * dtype.itemsize
+            inputs[name] = np.frombuffer(bytes(cuda.memory[self.addresses[name]][:size]), dtype=dtype).reshape(shape)
         for name, value in self._outputs(inputs).items():
             data = np.ascontiguousarray(value, dtype=np.float32).tobytes()
             cuda.memory[self.addresses[name]][: len(data)] = data
@@ -142,7 +170,8 @@ def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple
     trt.compute_ms = compute_ms or [1.0]
     trt.executions, trt.device_calls = [], []
     trt.TensorIOMode = enum.Enum("TensorIOMode", ["INPUT", "OUTPUT"])
-    trt.DataType = enum.Enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
-    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+    trt.engine_dtypes = {}
+    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                                "INT64": np.int64, "BOOL": np.bool_}[dtype.name]
     trt.Runtime = lambda logger: _Runtime(trt)
     return trt

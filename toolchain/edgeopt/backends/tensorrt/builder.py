@@ -15,13 +15,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from edgeopt.build_dir import LAYOUT, write_bytes_atomic, write_json_atomic
 from edgeopt.hashing import sha256_file
 from edgeopt.cache import default_cache_dir
-from edgeopt.errors import BadInput, MissingEnvironment, cause_text
+from edgeopt.errors import BadInput, MissingEnvironment, ToolFailed, cause_text
 from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.api import DeviceInfo
@@ -120,7 +119,6 @@ class EngineBuilder:
         *,
         timing_cache: Path,
         calibration_cache: Path | None = None,
-        calibration_data: dict[str, np.ndarray] | None = None,
     ) -> bytes:
         """Parse, configure per the plan, build; returns the serialized engine."""
         trt = self.trt
@@ -150,30 +148,18 @@ class EngineBuilder:
             config.default_device_type = tensorrt_api.flag(trt, "DeviceType", "DLA")
             config.DLA_core = plan.dla_core
 
-        profile = None
-        if plan.dynamic:
-            profile = builder.create_optimization_profile()
-            for shapes in plan.inputs:
-                profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
-            config.add_optimization_profile(profile)
-
+        profile = _add_profile(builder, config, plan)
         if plan.int8_mode == "implicit":
-            if calibration_cache is None and not calibration_data:
-                raise BadInput("implicit INT8 needs a calibration cache (calibration.cache) or calibration data")
-            batch = plan.inputs[0].opt[0] if plan.inputs and plan.inputs[0].opt else 1
-            config.int8_calibrator = tensorrt_api.entropy_calibrator(
-                trt, calibration_cache, calibration_data, batch_size=batch
-            )
+            if calibration_cache is None:
+                raise BadInput("implicit INT8 needs the calibration cache (calibration.cache) from the quantize stage")
+            config.int8_calibrator = tensorrt_api.cache_calibrator(trt, calibration_cache)
             if profile is not None:
                 config.set_calibration_profile(profile)
 
         if plan.builder_optimization_level is not None:
             config.builder_optimization_level = plan.builder_optimization_level
 
-        saved = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        cache = config.create_timing_cache(saved)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-
+        cache = _use_timing_cache(config, timing_cache, logger)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             detail = logger.last_error or "see the TensorRT log"
@@ -181,6 +167,35 @@ class EngineBuilder:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(timing_cache, bytes(cache.serialize()))
         return bytes(serialized)
+
+
+def _add_profile(builder: Any, config: Any, plan: BuildPlan) -> Any:
+    """One optimization profile covering every input with a free axis (None when none has one);
+    TensorRT returns -1 from add_optimization_profile for an invalid profile."""
+    if not plan.dynamic:
+        return None
+    profile = builder.create_optimization_profile()
+    for shapes in plan.profiled:
+        profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
+    if config.add_optimization_profile(profile) < 0:
+        ranges = "; ".join(f"{s.name} {s.min}/{s.opt}/{s.max}" for s in plan.profiled)
+        raise BadInput(f"target '{plan.target}': TensorRT rejected the optimization profile ({ranges})")
+    return profile
+
+
+def _use_timing_cache(config: Any, path: Path, logger: Any) -> Any:
+    """The saved timing cache, or a fresh one when TensorRT refuses it (set_timing_cache returns
+    False for a cache of another TensorRT or GPU, or a damaged file): a stale cache must not stop
+    a build, but it is said in the log."""
+    saved = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(saved)
+    if config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    logger.messages.append(f"timing cache {path.name} does not match this TensorRT/GPU: started a fresh one")
+    cache = config.create_timing_cache(b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise ToolFailed("TensorRT refused an empty timing cache")
+    return cache
 
 
 def _capturing_logger(trt: ModuleType) -> Any:
@@ -211,11 +226,12 @@ def _parser_error(parser: Any, onnx_path: Path, version: str) -> str:
     error = parser.get_error(0)
     node_name = getattr(error, "node_name", None)  # 8.6+; older parsers only give the index
     node = node_name() if callable(node_name) else None
-    if not node:
-        node = f"#{error.node()}" if callable(getattr(error, "node", None)) else "?"
+    if not node and callable(getattr(error, "node", None)) and error.node() >= 0:
+        node = f"#{error.node()}"  # -1: the error is not tied to a node (e.g. an unsupported opset)
     op = getattr(error, "node_operator", None)
     op_text = f" ({op()})" if callable(op) and op() else ""
-    return f"{onnx_path}: TensorRT {version} cannot parse node {node}{op_text}: {error.desc()}"
+    where = f"node {node}{op_text}" if node else "the model"
+    return f"{onnx_path}: TensorRT {version} cannot parse {where}: {error.desc()}"
 
 
 # --- matching engines and targets -------------------------------------------------------------
@@ -252,15 +268,11 @@ def build_engine(
     builder: EngineBuilder,
     *,
     calibration_cache: Path | None = None,
-    calibration_data: dict[str, np.ndarray] | None = None,
     timing_cache_dir: Path | None = None,
 ) -> tuple[Path, dict]:
     """Build per the plan, write the engine and engine.json; the caller checked the host match."""
     timing_cache = (timing_cache_dir or default_cache_dir() / "tensorrt") / plan.timing_cache
-    engine = builder.build(
-        plan, onnx_path, timing_cache=timing_cache,
-        calibration_cache=calibration_cache, calibration_data=calibration_data,
-    )
+    engine = builder.build(plan, onnx_path, timing_cache=timing_cache, calibration_cache=calibration_cache)
     engine_path = out_dir / plan.engine
     write_bytes_atomic(engine_path, engine)
     device = builder.device()
@@ -344,7 +356,11 @@ def compile_tensorrt(
         if not tensorrt_api.available():
             return result
         builder = EngineBuilder()
-    problems = host_mismatch(builder, plan)
+    try:
+        problems = host_mismatch(builder, plan)
+    except MissingEnvironment as exc:  # TensorRT installed, but no usable GPU or CUDA runtime
+        result.reason = f"deferred: {exc}"
+        return result
     if problems:
         result.reason = "deferred: this host has " + "; ".join(problems) + " (build on the device)"
         return result

@@ -13,7 +13,7 @@ from typing import Any
 
 from edgeopt import bench
 from edgeopt.archive import safe_extract
-from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
 from edgeopt.backends.tensorrt.builder import (
     EngineBuilder,
     build_engine,
@@ -81,10 +81,11 @@ def engine_build(
     return build_dir, summary
 
 
-def time_build(path: Path, *, warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10,
+def time_build(path: Path, *, warmup_s: float = timing_defaults.WARMUP_MS / 1000,
+               duration_s: float = timing_defaults.DURATION_S, min_runs: int = timing_defaults.MIN_RUNS,
                trt: Any = None, cuda: tensorrt_api.Cuda | None = None) -> bench.EngineTiming:
     """`edgeopt engine time`: the engine of a build directory or package at its opt shapes, timed
-    as trtexec does (same defaults: 200 ms warm-up, 3 s, at least 10 runs)."""
+    as the printed trtexec timing line does (same warm-up, duration and minimum runs)."""
     build_dir = open_build(Path(path))
     _, target = read_build(build_dir)
     plan, metadata = read_engine(build_dir, target)
