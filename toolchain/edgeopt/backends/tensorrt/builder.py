@@ -24,6 +24,7 @@ from edgeopt.errors import BadInput, MissingEnvironment, ToolFailed, cause_text
 from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.api import DeviceInfo
+from edgeopt.backends.tensorrt.operators import check_operators
 from edgeopt.backends.tensorrt.plan import (
     CALIBRATION_CACHE_FILE,
     BuildPlan,
@@ -343,6 +344,7 @@ def compile_tensorrt(
         onnx_sha256=sha256_file(onnx_path), calibration_cache=cache_name,
     )
     _check_quantization(onnx_path, plan)
+    check_operators(onnx_path, plan.tensorrt, target.name)
     if plan.int8_mode == "implicit" and (calibration_cache is None or not Path(calibration_cache).is_file()):
         raise BadInput(f"target '{target.name}': implicit INT8 needs the calibration cache from the quantize stage")
 
