@@ -22,7 +22,8 @@ class FakeCuda:
     """Device memory is a dict of byte buffers; GPU time advances by `h2d_ms` per input copy,
     the engine's scripted compute time per execution and `d2h_ms` per output copy."""
 
-    def __init__(self, h2d_ms: float = 0.1, d2h_ms: float = 0.05):
+    def __init__(self, h2d_ms: float = 0.1, d2h_ms: float = 0.05, compute_capability: str = "8.7"):
+        self.cc = compute_capability
         self.memory: dict[int, bytearray] = {}
         self.h2d_ms, self.d2h_ms = h2d_ms, d2h_ms
         self.now_ms = 0.0
@@ -31,6 +32,9 @@ class FakeCuda:
         self.pinned: dict[int, np.ndarray] = {}  # host buffers from host_array, by data pointer
         self.streams: set[int] = set()
         self.destroyed: list[tuple[str, int]] = []
+
+    def compute_capability(self) -> str:
+        return self.cc
 
     def malloc(self, nbytes: int) -> int:
         ptr, self._next = self._next, self._next + 1
@@ -100,8 +104,35 @@ class _Engine:
     def get_tensor_dtype(self, name: str):
         return self.trt.engine_dtypes.get(name, self.trt.DataType.FLOAT)
 
+    def create_engine_inspector(self) -> "_Inspector":
+        return _Inspector(self.trt)
+
     def create_execution_context(self) -> "_Context":
         return _Context(self)
+
+
+# What TensorRT 10's inspector reports with ProfilingVerbosity.DETAILED (abridged): per layer its
+# type and the format/datatype of each input and output. Without DETAILED: layer names only.
+DETAILED_LAYERS = [
+    {"Name": "quant_x", "LayerType": "Scale", "Inputs": [{"Name": "x", "Format/Datatype": "Row major linear FP32"}],
+     "Outputs": [{"Name": "x_q", "Format/Datatype": "Four wide channel vectorized row major Int8 format"}]},
+    {"Name": "conv + relu", "LayerType": "CaskConvolution",
+     "Outputs": [{"Name": "y_int", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+    {"Name": "dequant_y", "LayerType": "Reformat", "Outputs": [{"Name": "y", "Format/Datatype": "Row major linear FP32"}]},
+]
+
+
+class _Inspector:
+    def __init__(self, trt):
+        self.trt = trt
+
+    def get_engine_information(self, fmt) -> str:
+        import json
+
+        assert fmt == self.trt.LayerInformationFormat.JSON
+        detailed = self.trt.built_verbosity == self.trt.ProfilingVerbosity.DETAILED
+        layers = self.trt.engine_layers if detailed else [layer["Name"] for layer in self.trt.engine_layers]
+        return json.dumps({"Layers": layers, "Bindings": self.trt.engine_outputs})
 
 
 class _Context:
@@ -161,6 +192,10 @@ class _Runtime:
             return None
         return _Engine(self.trt, self.trt.engine_inputs, self.trt.engine_outputs)
 
+    def __setattr__(self, name: str, value) -> None:
+        assert name in ("trt", "DLA_core"), f"IRuntime has no attribute {name}"
+        object.__setattr__(self, name, value)
+
 
 def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple, tuple]], outputs: list[str],
                 fn: Fn, compute_ms: list[float] | None = None) -> FakeTensorRT:
@@ -171,6 +206,7 @@ def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple
     trt.executions, trt.device_calls = [], []
     trt.TensorIOMode = enum.Enum("TensorIOMode", ["INPUT", "OUTPUT"])
     trt.engine_dtypes = {}
+    trt.engine_layers = DETAILED_LAYERS
     trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
                                 "INT64": np.int64, "BOOL": np.bool_}[dtype.name]
     trt.Runtime = lambda logger: _Runtime(trt)

@@ -59,6 +59,10 @@ class FakeTensorRT(types.ModuleType):
         self.DeviceType = enum.IntEnum("DeviceType", ["GPU", "DLA"], start=0)
         self.dla_cores, self.parse_errors, self.build_fails = dla_cores, parse_errors or [], build_fails
         self.DataType = enum.Enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "INT64", "BOOL"])
+        self.float32 = self.DataType.FLOAT
+        self.ProfilingVerbosity = enum.Enum("ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"])
+        self.LayerInformationFormat = enum.Enum("LayerInformationFormat", ["ONELINE", "JSON"])
+        self.built_verbosity = None  # what the last build asked the inspector to keep
         fake = self
 
         class ILogger:
@@ -101,6 +105,17 @@ def expected_cache_header(version: str) -> str:
 class _Network:
     def __init__(self) -> None:
         self.inputs: dict[str, tuple[tuple[int, ...], object]] = {}
+        self.outputs: list[str] = []
+
+    def add_input(self, name: str, dtype, shape):
+        self.inputs[name] = (tuple(shape), dtype)
+        return name
+
+    def add_identity(self, tensor):
+        return types.SimpleNamespace(get_output=lambda i: f"{tensor}_identity")
+
+    def mark_output(self, tensor) -> None:
+        self.outputs.append(tensor)
 
 
 class _Builder:
@@ -126,6 +141,7 @@ class _Builder:
         if error:
             self.logger.log("Severity.ERROR", error)
             return None
+        self.trt.built_verbosity = config.__dict__.get("profiling_verbosity")
         return b"FAKE-SERIALIZED-ENGINE"
 
     def _check(self, network: "_Network", config: "_Config") -> str | None:
@@ -219,9 +235,10 @@ class _Cache:
 class _Config:
     """Only the attributes and methods of the shape's release exist."""
 
-    _ATTRS = {"8": {"default_device_type", "DLA_core", "int8_calibrator"},
-              "10": {"default_device_type", "DLA_core", "int8_calibrator", "builder_optimization_level"},
-              "11": {"default_device_type", "DLA_core", "builder_optimization_level"}}
+    _ATTRS = {"8": {"default_device_type", "DLA_core", "int8_calibrator", "profiling_verbosity"},
+              "10": {"default_device_type", "DLA_core", "int8_calibrator", "builder_optimization_level",
+                     "profiling_verbosity"},
+              "11": {"default_device_type", "DLA_core", "builder_optimization_level", "profiling_verbosity"}}
 
     def __init__(self, trt: FakeTensorRT):
         object.__setattr__(self, "trt", trt)
