@@ -159,6 +159,8 @@ class EngineBuilder:
 
         if plan.builder_optimization_level is not None:
             config.builder_optimization_level = plan.builder_optimization_level
+        # keeps what the engine inspector needs for the layer report (trtexec --profilingVerbosity=detailed)
+        config.profiling_verbosity = tensorrt_api.flag(trt, "ProfilingVerbosity", "DETAILED")
 
         cache = _use_timing_cache(config, timing_cache, logger)
         serialized = builder.build_serialized_network(network, config)
@@ -291,8 +293,30 @@ def build_engine(
             mode="json",
         ),
     }
+    layers = layer_report(builder.trt, engine)
+    if layers is not None:
+        write_json_atomic(out_dir / LAYOUT.layer_report, layers)
+        metadata["layers"] = layers["counts"]
     write_json_atomic(out_dir / LAYOUT.tensorrt_engine_json, metadata)
     return engine_path, metadata
+
+
+def layer_report(trt: ModuleType, engine: bytes) -> dict | None:
+    """Which layers run in INT8, FP16 or FP32, on DLA or the GPU (the engine inspector, read as
+    the device runner reads it). None where the module has no runtime to deserialize with."""
+    from edgeopt.device_runtime import layer_report as inspect
+
+    if getattr(trt, "Runtime", None) is None:
+        return None
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    deserialized = runtime.deserialize_cuda_engine(engine)
+    return inspect(deserialized, trt) if deserialized is not None else None
+
+
+def layer_note(metadata: dict) -> list[str]:
+    """The summary's line: 'layers: 40 GPU INT8, 3 GPU FP16, 1 GPU FP32'."""
+    counts = metadata.get("layers") or {}
+    return ["layers: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))] if counts else []
 
 
 def write_plan(plan: BuildPlan, out_dir: Path) -> Path:
@@ -374,4 +398,5 @@ def compile_tensorrt(
     )
     result.status, result.reason = "built", f"built with TensorRT {metadata['tensorrt_version']}"
     result.engine_path, result.engine_metadata = engine_path, metadata
+    result.notes += layer_note(metadata)
     return result

@@ -18,6 +18,7 @@ from edgeopt.backends.tensorrt.builder import (
     EngineBuilder,
     build_engine,
     host_mismatch,
+    layer_note,
     read_plan,
 )
 from edgeopt.backends.tensorrt.plan import command_line, trtexec_args, trtexec_timing_args
@@ -75,7 +76,7 @@ def engine_build(
     summary = EngineSummary(
         status="built", reason=f"built with TensorRT {metadata['tensorrt_version']}", plan=LAYOUT.tensorrt_plan,
         trtexec=command_line(trtexec_args(plan)), trtexec_timing=command_line(trtexec_timing_args(plan)),
-        engine=engine_path.name, metadata=metadata, notes=list(plan.notes),
+        engine=engine_path.name, metadata=metadata, notes=list(plan.notes) + layer_note(metadata),
     )
     record_engine(build_dir, summary)
     return build_dir, summary
@@ -100,4 +101,4 @@ def time_build(path: Path, *, warmup_s: float = timing_defaults.WARMUP_MS / 1000
 def record_engine(build_dir: Path, engine: EngineSummary) -> None:
     """The manifest's `engine` block (the same model `edgeopt build` writes) and the engine files."""
     update_manifest(build_dir, {"engine": engine.model_dump(mode="json"), "deployable": engine.engine},
-                    [engine.engine, LAYOUT.tensorrt_engine_json])
+                    [engine.engine, LAYOUT.tensorrt_engine_json, LAYOUT.layer_report])

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeopt.backends.tensorrt import timing_defaults
+from edgeopt.build_dir import LAYOUT
 from edgeopt.errors import BadInput
 from edgeopt.models.spec import InputSpec
 from edgeopt.targets import TargetProfile
@@ -240,6 +241,8 @@ def trtexec_args(plan: BuildPlan) -> list[str]:
     if plan.builder_optimization_level is not None:
         args.append(f"--builderOptimizationLevel={plan.builder_optimization_level}")
     args.append(f"--timingCacheFile={plan.timing_cache}")
+    # the layer report (precision, DLA or GPU per layer), as the API path's engine inspector gives it
+    args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={LAYOUT.layer_report}"]
     if plan.dynamic:
         args += [f"--minShapes={_shape_spec(plan, 'min')}", f"--optShapes={_shape_spec(plan, 'opt')}",
                  f"--maxShapes={_shape_spec(plan, 'max')}"]
