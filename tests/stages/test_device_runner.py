@@ -168,3 +168,24 @@ def test_doctor_builds_and_runs_a_tiny_engine():
     assert report["tensorrt"] == "8.5.2.2" and report["compute_capability"] == "8.7" and report["dla_cores"] == 2
     assert report["tiny_engine"] == "built and ran"
     assert trt.args("create_network") == [1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)]
+
+
+def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(monkeypatch):
+    from click.testing import CliRunner
+
+    from edgeopt.cli import main
+
+    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 3 and result.output.count("\n") == 1 and "JetPack" in result.output
+
+
+def test_edgeopt_doctor_reports_the_same_as_the_runner(monkeypatch, capsys):
+    from edgeopt.backends.tensorrt.doctor import doctor
+
+    trt, cuda = _fakes("10.3.0.30", ((1, 4), (1, 4)), flip=None)
+    trt.engine_inputs, trt.engine_outputs = {"x": ((1, 4), (1, 4))}, ["x_identity"]
+    trt.engine_fn = lambda inputs: {"x_identity": inputs["x"].copy()}
+    report = doctor(trt, cuda)
+    assert report["tiny_engine"] == "built and ran" and report["tensorrt"] == "10.3.0.30"
+    assert trt.args("create_network") == [0]  # 10.x: no EXPLICIT_BATCH

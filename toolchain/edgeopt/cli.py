@@ -560,5 +560,9 @@ def cache_clear(cache_dir, max_size, as_json):
                    f"{document['bytes'] / 1e6:.1f} MB left")
 
 
+from edgeopt.cli_doctor import doctor  # noqa: E402
+
+main.add_command(doctor)
+
 if __name__ == "__main__":
     main()

@@ -341,7 +341,7 @@ def doctor(trt: Any, cuda: Any) -> Dict[str, Any]:
         finally:
             session.close()
     except Exception as exc:  # the report says what failed; it never stops there
-        report["tiny_engine"] = "failed: {}".format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        report["tiny_engine"] = "failed: {}".format(next(iter(str(exc).splitlines()), type(exc).__name__))
     return report
 
 
