@@ -22,12 +22,19 @@ class FakeCuda:
     """Device memory is a dict of byte buffers; GPU time advances by `h2d_ms` per input copy,
     the engine's scripted compute time per execution and `d2h_ms` per output copy."""
 
-    def __init__(self, h2d_ms: float = 0.1, d2h_ms: float = 0.05):
+    def __init__(self, h2d_ms: float = 0.1, d2h_ms: float = 0.05, compute_capability: str = "8.7"):
+        self.cc = compute_capability
         self.memory: dict[int, bytearray] = {}
         self.h2d_ms, self.d2h_ms = h2d_ms, d2h_ms
         self.now_ms = 0.0
         self.events: dict[int, float] = {}
         self._next = 1
+        self.pinned: dict[int, np.ndarray] = {}  # host buffers from host_array, by data pointer
+        self.streams: set[int] = set()
+        self.destroyed: list[tuple[str, int]] = []
+
+    def compute_capability(self) -> str:
+        return self.cc
 
     def malloc(self, nbytes: int) -> int:
         ptr, self._next = self._next, self._next + 1
@@ -47,14 +54,32 @@ class FakeCuda:
         array[...] = np.frombuffer(bytes(self.memory[ptr][: array.nbytes]), dtype=array.dtype).reshape(array.shape)
         self.now_ms += self.d2h_ms
 
+    def host_array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        array = np.zeros(shape, dtype=dtype)
+        self.pinned[array.ctypes.data] = array
+        return array
+
+    def free_host(self, array: np.ndarray) -> None:
+        assert self.pinned.pop(array.ctypes.data) is array, "free_host of a buffer host_array did not make"
+
     def stream(self) -> int:
+        self.streams.add(7)
         return 7
+
+    def destroy_stream(self, stream: int) -> None:
+        self.streams.remove(stream)
+        self.destroyed.append(("stream", stream))
+
+    def destroy_event(self, event: int) -> None:
+        del self.events[event]
+        self.destroyed.append(("event", event))
 
     def synchronize(self, stream: int) -> None:
         pass
 
     def event(self) -> int:
         ptr, self._next = self._next, self._next + 1
+        self.events[ptr] = 0.0
         return ptr
 
     def record(self, event: int, stream: int) -> None:
@@ -77,10 +102,37 @@ class _Engine:
         return self.trt.TensorIOMode.INPUT if name in self.inputs else self.trt.TensorIOMode.OUTPUT
 
     def get_tensor_dtype(self, name: str):
-        return self.trt.DataType.FLOAT
+        return self.trt.engine_dtypes.get(name, self.trt.DataType.FLOAT)
+
+    def create_engine_inspector(self) -> "_Inspector":
+        return _Inspector(self.trt)
 
     def create_execution_context(self) -> "_Context":
         return _Context(self)
+
+
+# What TensorRT 10's inspector reports with ProfilingVerbosity.DETAILED (abridged): per layer its
+# type and the format/datatype of each input and output. Without DETAILED: layer names only.
+DETAILED_LAYERS = [
+    {"Name": "quant_x", "LayerType": "Scale", "Inputs": [{"Name": "x", "Format/Datatype": "Row major linear FP32"}],
+     "Outputs": [{"Name": "x_q", "Format/Datatype": "Four wide channel vectorized row major Int8 format"}]},
+    {"Name": "conv + relu", "LayerType": "CaskConvolution",
+     "Outputs": [{"Name": "y_int", "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+    {"Name": "dequant_y", "LayerType": "Reformat", "Outputs": [{"Name": "y", "Format/Datatype": "Row major linear FP32"}]},
+]
+
+
+class _Inspector:
+    def __init__(self, trt):
+        self.trt = trt
+
+    def get_engine_information(self, fmt) -> str:
+        import json
+
+        assert fmt == self.trt.LayerInformationFormat.JSON
+        detailed = self.trt.built_verbosity == self.trt.ProfilingVerbosity.DETAILED
+        layers = self.trt.engine_layers if detailed else [layer["Name"] for layer in self.trt.engine_layers]
+        return json.dumps({"Layers": layers, "Bindings": self.trt.engine_outputs})
 
 
 class _Context:
@@ -103,18 +155,25 @@ class _Context:
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         if name in self.engine.inputs:
             return self.shapes[name]
-        zeros = {n: np.zeros(s, dtype=np.float32) for n, s in self.shapes.items()}
+        zeros = {n: np.zeros(s, dtype=self._nptype(n)) for n, s in self.shapes.items()}
         return tuple(self._outputs(zeros)[name].shape)
 
-    def set_tensor_address(self, name: str, ptr: int) -> None:
+    def _nptype(self, name: str):
+        return self.trt.nptype(self.engine.get_tensor_dtype(name))
+
+    def set_tensor_address(self, name: str, ptr: int) -> bool:
+        if name not in self.engine.names:
+            return False
         self.addresses[name] = ptr
+        return True
 
     def execute_async_v3(self, stream: int) -> bool:
         cuda = self.trt.cuda
         inputs = {}
         for name, shape in self.shapes.items():
-            size = int(np.prod(shape)) * 4
-            inputs[name] = np.frombuffer(bytes(cuda.memory[self.addresses[name]][:size]), dtype=np.float32).reshape(shape)
+            dtype = np.dtype(self._nptype(name))
+            size = int(np.prod(shape)) * dtype.itemsize
+            inputs[name] = np.frombuffer(bytes(cuda.memory[self.addresses[name]][:size]), dtype=dtype).reshape(shape)
         for name, value in self._outputs(inputs).items():
             data = np.ascontiguousarray(value, dtype=np.float32).tobytes()
             cuda.memory[self.addresses[name]][: len(data)] = data
@@ -133,6 +192,10 @@ class _Runtime:
             return None
         return _Engine(self.trt, self.trt.engine_inputs, self.trt.engine_outputs)
 
+    def __setattr__(self, name: str, value) -> None:
+        assert name in ("trt", "DLA_core"), f"IRuntime has no attribute {name}"
+        object.__setattr__(self, name, value)
+
 
 def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple, tuple]], outputs: list[str],
                 fn: Fn, compute_ms: list[float] | None = None) -> FakeTensorRT:
@@ -142,7 +205,9 @@ def with_engine(trt: FakeTensorRT, cuda: FakeCuda, inputs: dict[str, tuple[tuple
     trt.compute_ms = compute_ms or [1.0]
     trt.executions, trt.device_calls = [], []
     trt.TensorIOMode = enum.Enum("TensorIOMode", ["INPUT", "OUTPUT"])
-    trt.DataType = enum.Enum("DataType", ["FLOAT", "HALF", "INT8", "INT32"])
-    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+    trt.engine_dtypes = {}
+    trt.engine_layers = DETAILED_LAYERS
+    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                                "INT64": np.int64, "BOOL": np.bool_}[dtype.name]
     trt.Runtime = lambda logger: _Runtime(trt)
     return trt

@@ -1,6 +1,13 @@
 """A recording stand-in for the `tensorrt` module in three API shapes (8.5, 10.x, 11.x), and
 tiny ONNX models. (A helper module, not a conftest.py: tests/conftest.py owns that name.)
 
+Strict where TensorRT is: the parser reads the real ONNX file, so the network has the model's
+inputs with -1 for free dimensions (int64 inputs become INT32 on 8.5, stay INT64 on 10+);
+building a network with a free dimension that no optimization profile covers fails as TensorRT
+does; add_optimization_profile returns -1 for an invalid profile; set_timing_cache returns False
+for a cache of another TensorRT version; a calibration cache whose header is not
+'TRT-<this version>-EntropyCalibration2' is ignored and the calibrator asked for data.
+
 Each shape only has the names its release has (REFERENCE.md and NVIDIA's 10-to-11 migration
 guide): TensorRT 11 has no BuilderFlag.INT8/FP16, no calibrators and no `int8_calibrator`;
 8.5 has no `builder_optimization_level`. Enum values differ between shapes, as they do between
@@ -51,6 +58,11 @@ class FakeTensorRT(types.ModuleType):
         self.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], start=start)
         self.DeviceType = enum.IntEnum("DeviceType", ["GPU", "DLA"], start=0)
         self.dla_cores, self.parse_errors, self.build_fails = dla_cores, parse_errors or [], build_fails
+        self.DataType = enum.Enum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "INT64", "BOOL"])
+        self.float32 = self.DataType.FLOAT
+        self.ProfilingVerbosity = enum.Enum("ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"])
+        self.LayerInformationFormat = enum.Enum("LayerInformationFormat", ["ONELINE", "JSON"])
+        self.built_verbosity = None  # what the last build asked the inspector to keep
         fake = self
 
         class ILogger:
@@ -83,14 +95,37 @@ class FakeTensorRT(types.ModuleType):
         return [args for call, args in self.calls if call == name]
 
 
+def expected_cache_header(version: str) -> str:
+    """TensorRT's getInferLibVersion() in the cache header: 8.5.2 -> 8502, 10.3.0 -> 100300."""
+    major, minor, patch = [int(p) for p in (version.split(".") + ["0", "0"])[:3]]
+    number = major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+    return f"TRT-{number}-EntropyCalibration2"
+
+
+class _Network:
+    def __init__(self) -> None:
+        self.inputs: dict[str, tuple[tuple[int, ...], object]] = {}
+        self.outputs: list[str] = []
+
+    def add_input(self, name: str, dtype, shape):
+        self.inputs[name] = (tuple(shape), dtype)
+        return name
+
+    def add_identity(self, tensor):
+        return types.SimpleNamespace(get_output=lambda i: f"{tensor}_identity")
+
+    def mark_output(self, tensor) -> None:
+        self.outputs.append(tensor)
+
+
 class _Builder:
     def __init__(self, trt: FakeTensorRT, logger: object):
-        self.trt, self.num_DLA_cores = trt, trt.dla_cores
+        self.trt, self.num_DLA_cores, self.logger = trt, trt.dla_cores, logger
         trt.record("Builder", logger)
 
     def create_network(self, flags: int = 0):
         self.trt.record("create_network", flags)
-        return object()
+        return _Network()
 
     def create_builder_config(self):
         self.trt.record("create_builder_config")
@@ -100,9 +135,28 @@ class _Builder:
         self.trt.record("create_optimization_profile")
         return _Profile(self.trt)
 
-    def build_serialized_network(self, network: object, config: object):
+    def build_serialized_network(self, network: "_Network", config: "_Config"):
         self.trt.record("build_serialized_network")
-        return None if self.trt.build_fails else b"FAKE-SERIALIZED-ENGINE"
+        error = self.trt.build_fails and "Internal error" or self._check(network, config)
+        if error:
+            self.logger.log("Severity.ERROR", error)
+            return None
+        self.trt.built_verbosity = config.__dict__.get("profiling_verbosity")
+        return b"FAKE-SERIALIZED-ENGINE"
+
+    def _check(self, network: "_Network", config: "_Config") -> str | None:
+        covered = set().union(*(set(p.shapes) for p in config.profiles)) if config.profiles else set()
+        for name, (shape, _) in network.inputs.items():
+            if -1 in shape and name not in covered:
+                return ("Network has dynamic or shape inputs, but no optimization profile has been defined."
+                        if not config.profiles else f"{name}: dynamic input is missing dimensions in profile 0.")
+        calibrator = config.__dict__.get("int8_calibrator")
+        if calibrator is not None:
+            header = bytes(calibrator.read_calibration_cache() or b"").split(b"\n", 1)[0].decode()
+            if header != expected_cache_header(self.trt.__version__):
+                if calibrator.get_batch(list(network.inputs)) is None:
+                    return "Calibration failure occurred with no scaling factors detected."
+        return None
 
 
 class _Error:
@@ -112,20 +166,35 @@ class _Error:
             self.node_name = lambda: node
 
     def node(self) -> int:
-        return 3
+        return -1 if not self._node else 3  # -1: an error not tied to a node
 
     def desc(self) -> str:
         return self._desc
 
 
 class _Parser:
-    def __init__(self, trt: FakeTensorRT, network: object):
-        self.trt = trt
+    def __init__(self, trt: FakeTensorRT, network: _Network):
+        self.trt, self.network = trt, network
         trt.record("OnnxParser")
 
     def parse_from_file(self, path: str) -> bool:
+        """The network's inputs from the real ONNX file: -1 for a free dimension; int64 is cast
+        down to INT32 by the 8.5 parser and kept as INT64 from 10 on."""
         self.trt.record("parse_from_file", path)
-        return not self.trt.parse_errors
+        if self.trt.parse_errors:
+            return False
+        int64 = self.trt.DataType.INT32 if self.trt.shape == "8" else self.trt.DataType.INT64
+        types = {TensorProto.FLOAT: self.trt.DataType.FLOAT, TensorProto.FLOAT16: self.trt.DataType.HALF,
+                 TensorProto.INT64: int64, TensorProto.INT32: self.trt.DataType.INT32}
+        graph = onnx.load(path, load_external_data=False).graph
+        initializers = {i.name for i in graph.initializer}
+        for value in graph.input:
+            if value.name in initializers:
+                continue
+            tensor = value.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+            self.network.inputs[value.name] = (shape, types[tensor.elem_type])
+        return True
 
     @property
     def num_errors(self) -> int:
@@ -139,28 +208,41 @@ class _Parser:
 class _Profile:
     def __init__(self, trt: FakeTensorRT):
         self.trt = trt
+        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
     def set_shape(self, name: str, lo, mid, hi) -> None:
         self.trt.record("set_shape", (name, tuple(lo), tuple(mid), tuple(hi)))
+        self.shapes[name] = (tuple(lo), tuple(mid), tuple(hi))
+
+    def valid(self) -> bool:
+        """min <= opt <= max, positive, one rank per input (TensorRT checks what it can here)."""
+        for lo, mid, hi in self.shapes.values():
+            if not len(lo) == len(mid) == len(hi) or any(not 0 < a <= b <= c for a, b, c in zip(lo, mid, hi)):
+                return False
+        return bool(self.shapes)
 
 
 class _Cache:
-    def __init__(self, blob: bytes):
-        self.blob = blob
+    """A timing cache knows the TensorRT version that wrote it."""
+
+    def __init__(self, trt: FakeTensorRT, blob: bytes):
+        self.trt, self.blob = trt, blob
 
     def serialize(self) -> bytes:
-        return b"TIMING:" + self.blob
+        return f"TIMING-{self.trt.__version__}:".encode()
 
 
 class _Config:
     """Only the attributes and methods of the shape's release exist."""
 
-    _ATTRS = {"8": {"default_device_type", "DLA_core", "int8_calibrator"},
-              "10": {"default_device_type", "DLA_core", "int8_calibrator", "builder_optimization_level"},
-              "11": {"default_device_type", "DLA_core", "builder_optimization_level"}}
+    _ATTRS = {"8": {"default_device_type", "DLA_core", "int8_calibrator", "profiling_verbosity"},
+              "10": {"default_device_type", "DLA_core", "int8_calibrator", "builder_optimization_level",
+                     "profiling_verbosity"},
+              "11": {"default_device_type", "DLA_core", "builder_optimization_level", "profiling_verbosity"}}
 
     def __init__(self, trt: FakeTensorRT):
         object.__setattr__(self, "trt", trt)
+        object.__setattr__(self, "profiles", [])
 
     def __setattr__(self, name: str, value: object) -> None:
         if name not in self._ATTRS[self.trt.shape]:
@@ -175,9 +257,12 @@ class _Config:
         assert isinstance(flag, self.trt.BuilderFlag), f"set_flag got {flag!r}, not a BuilderFlag member"
         self.trt.record("set_flag", flag)
 
-    def add_optimization_profile(self, profile) -> int:
+    def add_optimization_profile(self, profile: _Profile) -> int:
         self.trt.record("add_optimization_profile")
-        return 0
+        if not profile.valid():
+            return -1
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
 
     def __getattr__(self, name: str):
         if name == "set_calibration_profile" and self.trt.shape != "11":
@@ -186,11 +271,12 @@ class _Config:
 
     def create_timing_cache(self, blob: bytes) -> _Cache:
         self.trt.record("create_timing_cache", bytes(blob))
-        return _Cache(bytes(blob))
+        return _Cache(self.trt, bytes(blob))
 
     def set_timing_cache(self, cache: _Cache, ignore_mismatch: bool) -> bool:
+        """False for a cache written by another TensorRT version (unless ignore_mismatch)."""
         self.trt.record("set_timing_cache", ignore_mismatch)
-        return True
+        return ignore_mismatch or not cache.blob or cache.blob == f"TIMING-{self.trt.__version__}:".encode()
 
 
 @pytest.fixture
@@ -234,6 +320,16 @@ def fp32_onnx(path: Path) -> Path:
         [helper.make_node("Relu", ["x"], ["y"], name="relu")], "fp32",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+    )
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def static_onnx(path: Path) -> Path:
+    """x[1,1,8,8] -> Relu -> y, no free dimension: TensorRT builds it without a profile."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")], "static",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])],
     )
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 

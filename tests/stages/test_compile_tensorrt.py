@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import shlex
+
+import onnx
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import VERSIONS, FakeTensorRT, fp32_model, fp32_onnx, orin, qdq_model, qdq_onnx  # noqa: F401
+from fake_tensorrt import (  # noqa: F401 (fixtures)
+    VERSIONS, FakeTensorRT, expected_cache_header, fp32_model, fp32_onnx, orin, qdq_model, qdq_onnx, static_onnx)
 
 from edgeopt import targets
 from edgeopt.errors import BadInput, MissingEnvironment
@@ -108,24 +111,26 @@ def test_builder_calls_follow_the_profile_and_api_shape(name, shape, tmp_path, o
     calibrators = trt.args("config.int8_calibrator")
     if target.build.int8_mode == "implicit":
         assert len(calibrators) == 1 and isinstance(calibrators[0], trt.IInt8EntropyCalibrator2)
-        assert calibrators[0].read_calibration_cache().startswith(b"TRT-8501")
+        # the host wrote the cache for another version: TensorRT reads it only under its own header
+        header, rows = calibrators[0].read_calibration_cache().split(b"\n", 1)
+        assert header.decode() == expected_cache_header(trt.__version__) and rows == b"x: 3c010a14\n"
+        assert calibrators[0].get_batch(["x"]) is None  # never calibrates on the device
+        assert trt.names().count("set_calibration_profile") == 1
     else:
-        assert calibrators == []
+        assert calibrators == [] and "set_calibration_profile" not in trt.names()
 
     assert trt.args("set_memory_pool_limit") == [(trt.MemoryPoolType.WORKSPACE, target.build.workspace_mb << 20)]
 
+    # the ONNX leaves the batch free: a profile even when min = opt = max (the DLA profile's 1/1/1)
     batch = target.build.batch
-    if batch.min == batch.max:
-        assert trt.args("set_shape") == [] and "add_optimization_profile" not in trt.names()
-    else:
-        assert trt.args("set_shape") == [("x", (batch.min, 1, 8, 8), (batch.opt, 1, 8, 8), (batch.max, 1, 8, 8))]
-        assert trt.names().count("add_optimization_profile") == 1
+    assert trt.args("set_shape") == [("x", (batch.min, 1, 8, 8), (batch.opt, 1, 8, 8), (batch.max, 1, 8, 8))]
+    assert trt.names().count("add_optimization_profile") == 1
 
     level = trt.args("config.builder_optimization_level")
     assert level == ([] if version_for(target, shape).startswith("8.5") else [target.build.builder_optimization_level])
 
     assert trt.args("create_timing_cache") == [b""] and trt.args("set_timing_cache") == [False]
-    assert (tmp_path / plan.timing_cache).read_bytes() == b"TIMING:"
+    assert (tmp_path / plan.timing_cache).read_bytes() == f"TIMING-{trt.__version__}:".encode()
 
     # order (REFERENCE.md): builder, network, parser, parse, config, settings, timing cache, build
     names = trt.names()
@@ -195,15 +200,79 @@ def test_trtexec_and_api_apply_the_same_settings(name, tmp_path, orin):
     assert values["--memPoolSize"] == f"workspace:{pool >> 20}"
     level = trt.args("config.builder_optimization_level")
     assert values.get("--builderOptimizationLevel") == (str(level[0]) if level else None)
-    shapes = trt.args("set_shape")
-    if shapes:
-        _, lo, mid, hi = shapes[0]
-        assert values["--minShapes"] == "x:" + "x".join(map(str, lo))
-        assert values["--optShapes"] == "x:" + "x".join(map(str, mid))
-        assert values["--maxShapes"] == "x:" + "x".join(map(str, hi))
-    else:
-        assert "--minShapes" not in values
+    (_, lo, mid, hi), = trt.args("set_shape")  # the batch axis is free in every profile's ONNX
+    assert values["--minShapes"] == "x:" + "x".join(map(str, lo))
+    assert values["--optShapes"] == "x:" + "x".join(map(str, mid))
+    assert values["--maxShapes"] == "x:" + "x".join(map(str, hi))
     assert values["--timingCacheFile"] == plan.timing_cache and "/" not in plan.timing_cache
+
+
+def test_a_static_model_builds_without_a_profile_or_shapes(tmp_path, orin):
+    """No free axis: no profile (TensorRT needs none) and no --minShapes (trtexec refuses them)."""
+    target = targets.resolve("jetson").model_copy(update={"build": targets.resolve("jetson").build.model_copy(
+        update={"precision": "fp16"})})
+    static = [InputSpec(name="x", shape=(1, 1, 8, 8), dynamic_axes={})]
+    plan = make_plan(target, static, onnx="m.onnx")
+    trt = FakeTensorRT("10", "10.3.0.30")
+    EngineBuilder(trt=trt, device=orin).build(plan, static_onnx(tmp_path / "m.onnx"), timing_cache=tmp_path / "tc")
+    assert "create_optimization_profile" not in trt.names() and "build_serialized_network" in trt.names()
+    assert not [a for a in trtexec_args(plan) if a.startswith(("--minShapes", "--optShapes", "--maxShapes"))]
+    assert not [a for a in trtexec_timing_args(plan) if a.startswith("--shapes")]
+
+
+def test_a_fixed_batch_still_gets_a_profile_and_explicit_shapes(tmp_path, orin):
+    """min = opt = max with a free batch axis: TensorRT needs the profile; trtexec without
+    --minShapes would force the -1 to 1 and build something else than the API path."""
+    dla = PROFILES["jetson-orin-nx-16gb-dla"]
+    plan = make_plan(dla, INPUTS, onnx="model.fp32.onnx")
+    assert plan.inputs[0].min == plan.inputs[0].max == (1, 1, 8, 8) and plan.inputs[0].free_axes == (0,)
+    args = trtexec_args(plan)
+    for flag in ("--minShapes", "--optShapes", "--maxShapes"):
+        assert f"{flag}=x:1x1x8x8" in args
+    assert "--shapes=x:1x1x8x8" in trtexec_timing_args(plan)
+    # without the profile the strict fake fails as TensorRT does, with TensorRT's message
+    old = plan.model_copy(update={"inputs": [plan.inputs[0].model_copy(update={"free_axes": ()})]})
+    cache = tmp_path / "calibration.cache"
+    cache.write_text("TRT-100300-EntropyCalibration2\nx: 3c010a14\n")
+    with pytest.raises(BadInput, match="no optimization profile has been defined"):
+        EngineBuilder(trt=FakeTensorRT("10", "10.3.0.30"), device=orin).build(
+            old, fp32_onnx(tmp_path / "m.onnx"), timing_cache=tmp_path / "tc", calibration_cache=cache)
+
+
+def test_an_invalid_profile_is_refused_in_one_line(tmp_path, orin, qdq_model):
+    plan = make_plan(targets.resolve("jetson"), INPUTS, onnx="m.onnx")
+    bad = plan.model_copy(update={"inputs": [plan.inputs[0].model_copy(update={"min": (9, 1, 8, 8)})]})
+    trt = FakeTensorRT("10", "10.3.0.30")
+    with pytest.raises(BadInput, match=r"rejected the optimization profile \(x \(9, 1, 8, 8\)") as error:
+        EngineBuilder(trt=trt, device=orin).build(bad, qdq_model, timing_cache=tmp_path / "tc")
+    assert "\n" not in str(error.value) and "build_serialized_network" not in trt.names()
+
+
+def test_a_timing_cache_of_another_tensorrt_is_replaced(tmp_path, orin, qdq_model):
+    plan = make_plan(targets.resolve("jetson"), INPUTS, onnx="m.onnx")
+    stale = tmp_path / plan.timing_cache
+    stale.write_bytes(b"TIMING-10.3.0.1:")
+    trt = FakeTensorRT("10", "10.3.0.30")
+    assert EngineBuilder(trt=trt, device=orin).build(plan, qdq_model, timing_cache=stale) == b"FAKE-SERIALIZED-ENGINE"
+    assert trt.args("create_timing_cache") == [b"TIMING-10.3.0.1:", b""]
+    assert stale.read_bytes() == b"TIMING-10.3.0.30:"
+
+
+def test_int64_inputs_are_int32_on_8_5_and_int64_from_10(tmp_path):
+    """What the strict fake's parser makes of an int64 input (the session casts feeds to it)."""
+    from fake_tensorrt import _Network, _Parser
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["ids"], ["y"])], "ids",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, ["batch", 4])])
+    path = tmp_path / "ids.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    for shape, expected in (("8", "INT32"), ("10", "INT64"), ("11", "INT64")):
+        network = _Network()
+        assert _Parser(FakeTensorRT(shape), network).parse_from_file(str(path))
+        dims, dtype = network.inputs["ids"]
+        assert dims == (-1, 4) and dtype.name == expected
 
 
 def test_axes_map_to_batch_and_sequence_ranges():
@@ -238,7 +307,7 @@ def test_without_tensorrt_the_stage_defers_with_plan_and_command(tmp_path, qdq_m
     assert body["precision"] == "int8" and body["int8_mode"] == "explicit" and body["strongly_typed"] is False
     assert body["builder_flags"] == ["INT8", "FP16"] and body["dla_core"] is None
     assert body["inputs"] == [{"name": "x", "dtype": "float32", "min": [1, 1, 8, 8], "opt": [1, 1, 8, 8],
-                               "max": [8, 1, 8, 8]}]
+                               "max": [8, 1, 8, 8], "free_axes": [0]}]
     assert body["timing_cache"] == "timing-sm87-trt10.3.cache" and body["onnx"] == "model.int8.onnx"
     assert body["trtexec"] == result.trtexec
     assert shlex.split(result.trtexec)[:3] == ["trtexec", "--onnx=model.int8.onnx", "--saveEngine=model.engine"]
@@ -270,15 +339,17 @@ def test_deferred_when_the_host_is_another_tensorrt_or_gpu(tmp_path, qdq_model, 
     assert not (tmp_path / "out" / "model.engine").exists()
 
 
-@pytest.mark.parametrize("shape,node", [("10", "conv"), ("8", "#3")])
+@pytest.mark.parametrize("shape,node", [("10", "node conv"), ("8", "node #3"), ("8", "the model")])
 def test_parser_failure_is_one_line_naming_the_node(tmp_path, qdq_model, orin, shape, node):
     target = PROFILES["jetson-xavier-nx"] if shape == "8" else targets.resolve("jetson")
-    trt = FakeTensorRT(shape, target.software.tensorrt, parse_errors=[("conv", "Unsupported padding")])
+    errors = [("" if node == "the model" else "conv", "Unsupported padding")]  # "": no node (index -1)
+    trt = FakeTensorRT(shape, target.software.tensorrt, parse_errors=errors)
     device = DeviceInfo("Xavier", "7.2") if shape == "8" else orin
     with pytest.raises(BadInput) as error:
         compile_tensorrt(qdq_model, target, INPUTS, tmp_path / "out", builder=EngineBuilder(trt=trt, device=device))
     message = str(error.value)
-    assert f"node {node}" in message and "Unsupported padding" in message and "\n" not in message
+    assert f"parse {node}" in message and "Unsupported padding" in message and "\n" not in message
+    assert "#-1" not in message
     assert "build_serialized_network" not in trt.names()
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edgeopt
+
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
@@ -38,7 +40,7 @@ def test_packaging_twice_gives_identical_bytes(which, request, tmp_path):
     assert names == sorted(names) and names[0] == first.name  # the root folder first, then sorted
     for info, _ in members.values():
         assert (info.mtime, info.uid, info.gid, info.uname, info.gname) == (0, 0, 0, "", "")
-        assert info.mode == (0o755 if info.isdir() or info.name.endswith(".sh") else 0o644)
+        assert info.mode == (0o755 if info.isdir() or info.name.endswith(("run_on_device.sh", "run_on_device.py")) else 0o644)
         assert info.pax_headers == {}
 
 
@@ -84,7 +86,37 @@ def test_gpu_bundle_carries_the_portable_build_and_validation_data(jetson_build,
     runner = members[f"{root}/run_on_device.sh"][1].decode()
     plan = json.loads((build_dir / "build_plan.json").read_text())
     assert runner.startswith("#!/bin/sh") and plan["trtexec"] in runner
-    assert "edgeopt engine build . --eval eval_inputs.npz" in runner
+    assert "sha256sum -c --quiet SHA256SUMS" in runner and 'exec python3 run_on_device.py "$@"' in runner
+    assert "edgeopt" not in runner.split("set -eu", 1)[1]  # nothing on the device but JetPack
+    source = Path(edgeopt.__file__).parent
+    assert members[f"{root}/run_on_device.py"][1] == (source / "device_runner.py").read_bytes()
+    assert members[f"{root}/device_runtime.py"][1] == (source / "device_runtime.py").read_bytes()
+    assert members[f"{root}/run_on_device.py"][0].mode == 0o755
+
+
+def test_the_extracted_gpu_package_runs_on_the_device_runner(jetson_build, tmp_path, monkeypatch):
+    """The package as a device sees it: run_on_device.py builds the engine from its plan and
+    validates it on the packaged data (the fake engine computes the FP32 model with ONNX Runtime)."""
+    from fake_device import FakeCuda, with_engine
+    from fake_tensorrt import FakeTensorRT
+
+    from edgeopt import device_runner
+    from edgeopt.archive import safe_extract
+
+    result = package(Path(jetson_build["build_dir"]), tmp_path)
+    folder = tmp_path / "device"
+    safe_extract(result.path, folder)
+    folder = folder / result.name
+    session = runtime.session(folder / "model.fp32.onnx", threads=1)
+    cuda = FakeCuda()
+    trt = with_engine(FakeTensorRT("10", "10.3.0.30"), cuda, {"image": ((1, 1, 32, 32), (8, 1, 32, 32))}, ["logits"],
+                      lambda inputs: {"logits": session.run(None, {"image": inputs["image"]})[0]})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    results, passed = device_runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=3)
+    assert passed and results["accuracy"]["samples"] == 500 and results["accuracy"]["top1_agreement"] == 1.0
+    assert results["accuracy"]["fp32_accuracy"] == pytest.approx(jetson_build["metrics"]["fp32"]["accuracy"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["engine"]["status"] == "built" and (folder / "model.engine").is_file()
 
 
 def test_changed_evaluation_data_is_refused(jetson_build, tmp_path):

@@ -49,7 +49,11 @@ class BuildLayout:
     package_info: str = "package.json"
     checksums: str = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format
     report: str = "report.md"
-    device_runner: str = "run_on_device.sh"
+    device_runner: str = "run_on_device.sh"  # a sh fallback (sha256sum + trtexec) for hosts without python3
+    device_runner_py: str = "run_on_device.py"  # device_runner.py: build, validate, time with JetPack only
+    device_runtime_py: str = "device_runtime.py"  # its CUDA/session half, imported from beside it
+    device_results: str = "device_results.json"  # what run_on_device.py measured, for the workstation
+    layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
     eval_inputs: str = "eval_inputs.npz"
     eval_fp32_outputs: str = "eval_fp32_outputs.npz"
     # Triton model repository (serving/triton.py): <model>/config.pbtxt and <model>/1/<file>

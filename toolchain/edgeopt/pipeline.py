@@ -137,6 +137,7 @@ class Pipeline:
 
     def _run(self) -> BuildResult | None:
         from edgeopt.assemble import write_build
+        from edgeopt.backends import export_opset
         from edgeopt.stages.export import ExportStage
         from edgeopt.stages.quantize import QuantizeConfig, QuantizeStage
         from edgeopt.stages.validate import ValidateStage
@@ -179,7 +180,8 @@ class Pipeline:
             warnings += notes + prune_stage.prune_cost_warning(entry.result, gates.max_accuracy_drop, finetune is not None)
             exported_source = pruned_source(source, entry.path(LAYOUT.pruned_model), entry.files[LAYOUT.pruned_model])
             exported_model = LazyModel(exported_source)
-        fp32 = self.run_stage(ExportStage(exported_source, exported_model, spec, data.evaluation)).path(LAYOUT.fp32_onnx)
+        fp32 = self.run_stage(ExportStage(exported_source, exported_model, spec, data.evaluation,
+                                          export_opset(target))).path(LAYOUT.fp32_onnx)
         config = QuantizeConfig(method=o.calib_method, max_accuracy_drop=gates.max_accuracy_drop, task=spec.task,
                                 threads=host.default_threads(target), **judging_fields(spec))
         quantized = self.run_stage(QuantizeStage(fp32, data.calib, target, config)) if target.build.precision == "int8" else None

@@ -15,3 +15,10 @@ def backend_for(target, cache_root=None, **options):
     from edgeopt.backends.onnxruntime.facade import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(target, **options)
+
+
+def export_opset(target) -> int:
+    """The ONNX opset the export stage writes for `target` (the parser of its runtime decides)."""
+    from edgeopt.backends.tensorrt.operators import export_opset as tensorrt_opset
+
+    return tensorrt_opset(target)

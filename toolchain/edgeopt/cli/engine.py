@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from edgeopt.backends.tensorrt import timing_defaults as TRT_TIMING
 from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_option, reader_options
 
 
@@ -52,9 +53,9 @@ def engine_build(path, eval_, duration, as_json, reader):
 
 @engine.command("time")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--duration", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--duration", type=click.FloatRange(min=0), default=float(TRT_TIMING.DURATION_S), show_default=True,
               help="Seconds of timed runs after the warm-up (trtexec --duration).")
-@click.option("--warmup", type=click.FloatRange(min=0), default=0.2, show_default=True,
+@click.option("--warmup", type=click.FloatRange(min=0), default=TRT_TIMING.WARMUP_MS / 1000, show_default=True,
               help="Seconds of warm-up (trtexec --warmUp, which takes ms).")
 @json_option
 @handle_errors

@@ -17,7 +17,7 @@ class CompileStage:
 
     name = "compile"
     writes = (LAYOUT.ort_deployable, LAYOUT.ort_session, LAYOUT.tensorrt_plan, LAYOUT.tensorrt_engine,
-              LAYOUT.tensorrt_engine_json)  # those the backend produces
+              LAYOUT.tensorrt_engine_json, LAYOUT.layer_report)  # those the backend produces
 
     def __init__(self, backend, fp32: Path, int8: Path | None, spec: ModelSpec, *,
                  calibration_cache: Path | None = None, sparsity: bool | None = None):

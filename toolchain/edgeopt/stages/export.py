@@ -19,7 +19,7 @@ from edgeopt.errors import BadInput, ToolFailed, cause_text, chain as _chain, is
 from edgeopt.models.spec import ModelSpec
 from edgeopt.backends.onnxruntime import session as runtime
 
-OPSET = 18
+OPSET = 18  # the default; the pipeline passes the target's (backends.export_opset: 17 for TensorRT 8.x)
 PARITY_SAMPLES = 64
 PARITY_TOLERANCE = 1e-3  # max abs difference, relative to the largest output magnitude
 
@@ -38,7 +38,8 @@ def static_batch(spec: ModelSpec) -> int | None:
     return min(fixed) if fixed else None
 
 
-def export_onnx(model: "torch.nn.Module", spec: ModelSpec, out_path: Path, check_data: Dataset) -> ExportResult:
+def export_onnx(model: "torch.nn.Module", spec: ModelSpec, out_path: Path, check_data: Dataset,
+                opset: int = OPSET) -> ExportResult:
     """Write `out_path` with the model's own shapes (only the axes it leaves free are dynamic) and
     compare ONNX Runtime's outputs with torch's on `check_data`."""
     import torch
@@ -49,7 +50,7 @@ def export_onnx(model: "torch.nn.Module", spec: ModelSpec, out_path: Path, check
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample.inputs[i.name][:example])) for i in spec.inputs)
     scripted = isinstance(model, torch.jit.ScriptModule)
     try:
-        _run_exporter(model, args, out_path, spec, scripted)
+        _run_exporter(model, args, out_path, spec, scripted, opset)
     except Exception as exc:  # the exporter failed on a model that loaded and ran: not the input's fault
         if is_disk_full(exc):
             raise  # a full disk is the disk's fault, not the model's (exit 74 naming the path)
@@ -66,7 +67,7 @@ def export_onnx(model: "torch.nn.Module", spec: ModelSpec, out_path: Path, check
     scale = max(float(np.abs(e).max()) for e in expected) or 1.0
     if diff > PARITY_TOLERANCE * max(scale, 1.0):
         raise ToolFailed(f"{spec.name}: exported ONNX differs from torch by {diff:.3g} (outputs up to {scale:.3g})")
-    return ExportResult(opset=OPSET if not scripted else 17, exporter="torchscript" if scripted else "dynamo",
+    return ExportResult(opset=min(opset, 17) if scripted else opset, exporter="torchscript" if scripted else "dynamo",
                         parity_samples=len(sample), max_abs_diff=diff, output_scale=scale)
 
 
@@ -97,7 +98,8 @@ def export_cause(exc: BaseException, spec: ModelSpec) -> str:
     return text
 
 
-def _run_exporter(model: "torch.nn.Module", args: tuple, out_path: Path, spec: ModelSpec, scripted: bool) -> None:
+def _run_exporter(model: "torch.nn.Module", args: tuple, out_path: Path, spec: ModelSpec, scripted: bool,
+                  opset: int) -> None:
     import torch
 
     names = [i.name for i in spec.inputs]
@@ -110,13 +112,13 @@ def _run_exporter(model: "torch.nn.Module", args: tuple, out_path: Path, spec: M
             axes = {i.name: dict(i.dynamic_axes) for i in spec.inputs}
             if static_batch(spec) is None:
                 axes.update({o: {0: "batch"} for o in spec.outputs})
-            torch.onnx.export(model, args, str(out_path), dynamo=False, opset_version=17,
+            torch.onnx.export(model, args, str(out_path), dynamo=False, opset_version=min(opset, 17),
                               input_names=names, output_names=spec.outputs, dynamic_axes=axes)
         else:
             shapes = tuple({a: torch.export.Dim(n) for a, n in i.dynamic_axes.items()} for i in spec.inputs)
             if not any(shapes):
                 shapes = None  # a static-shape program: its own shapes, nothing to re-specialise
-            torch.onnx.export(model, args, str(out_path), dynamo=True, opset_version=OPSET, verbose=False,
+            torch.onnx.export(model, args, str(out_path), dynamo=True, opset_version=opset, verbose=False,
                               input_names=names, output_names=spec.outputs, dynamic_shapes=shapes,
                               external_data=False, optimize=True)
 
@@ -124,24 +126,26 @@ def _run_exporter(model: "torch.nn.Module", args: tuple, out_path: Path, spec: M
 MIN_QUANTIZABLE_OPSET = 13  # per-channel and int32-bias DequantizeLinear need opset 13
 
 
-def copy_onnx_input(source: Path, out: Path, check: Dataset) -> ExportResult:
+def copy_onnx_input(source: Path, out: Path, check: Dataset, wanted: int = OPSET) -> ExportResult:
     """An ONNX input as the FP32 model; an opset older than 13 (Paddle and old exports) is
-    converted to OPSET first, since the INT8 Q/DQ graph needs 13, and checked against the original."""
+    converted to `wanted` first, since the INT8 Q/DQ graph needs 13, and so is one newer than
+    `wanted` (the target's parser reads no newer); either is checked against the original."""
     import shutil
 
     import onnx
 
     model = onnx.load(str(source))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), OPSET)
-    if opset >= MIN_QUANTIZABLE_OPSET:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), wanted)
+    if MIN_QUANTIZABLE_OPSET <= opset <= wanted:
         shutil.copyfile(source, out)
         return ExportResult(opset=opset, exporter="none (ONNX input)", parity_samples=0, max_abs_diff=0.0, output_scale=0.0)
+    why = "is too old to quantize" if opset < MIN_QUANTIZABLE_OPSET else f"is newer than the target's parser reads ({wanted})"
     try:
-        converted = onnx.version_converter.convert_version(model, OPSET)
+        converted = onnx.version_converter.convert_version(model, wanted)
     except Exception as exc:  # the converter raises several types on ops it cannot map
-        raise BadInput(f"{source}: opset {opset} is too old to quantize and converting it to {OPSET} failed "
+        raise BadInput(f"{source}: opset {opset} {why} and converting it to {wanted} failed "
                        f"({cause_text(exc, 200)}); "
-                       f"re-export the model with opset >= {MIN_QUANTIZABLE_OPSET}") from None
+                       f"re-export the model with opset {MIN_QUANTIZABLE_OPSET} to {wanted}") from None
     onnx.save(converted, str(out))
     sample = check.subset(8)
     expected = runtime.run_all(runtime.session(source), sample)
@@ -149,8 +153,8 @@ def copy_onnx_input(source: Path, out: Path, check: Dataset) -> ExportResult:
     diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected))
     scale = max(float(np.abs(e).max()) for e in expected) or 1.0
     if diff > PARITY_TOLERANCE * max(scale, 1.0):
-        raise BadInput(f"{source}: converting opset {opset} to {OPSET} changed the outputs by {diff:.3g}")
-    return ExportResult(opset=OPSET, exporter=f"onnx version converter (opset {opset} -> {OPSET})",
+        raise BadInput(f"{source}: converting opset {opset} to {wanted} changed the outputs by {diff:.3g}")
+    return ExportResult(opset=wanted, exporter=f"onnx version converter (opset {opset} -> {wanted})",
                         parity_samples=len(sample), max_abs_diff=diff, output_scale=scale)
 
 
@@ -161,15 +165,16 @@ class ExportStage:
     name = "export"
     reads: tuple[str, ...] = ()
 
-    def __init__(self, source, model, spec: ModelSpec, check: Dataset):
+    def __init__(self, source, model, spec: ModelSpec, check: Dataset, opset: int = OPSET):
         from edgeopt.build_dir import LAYOUT
 
         self.source, self.model, self.spec, self.check = source, model, spec, check
+        self.opset = opset  # the target's (backends.export_opset): this stage knows no backend
         self.out_name = LAYOUT.fp32_onnx
         self.writes = (LAYOUT.fp32_onnx,)
 
     def params(self) -> dict:
-        return {"spec": self.spec.model_dump(mode="json")}
+        return {"spec": self.spec.model_dump(mode="json"), "opset": self.opset}
 
     def inputs(self) -> dict:
         return {"model": self.source.sha256, "check_data": self.check.sha256}
@@ -179,9 +184,9 @@ class ExportStage:
         if self.source.kind == "onnx":
             import shutil
 
-            return copy_onnx_input(self.source.files[0], out, self.check)
+            return copy_onnx_input(self.source.files[0], out, self.check, self.opset)
         if self.model.hf is not None:
             from edgeopt.stages.export_huggingface import export_huggingface
 
-            return export_huggingface(self.model.module(), self.spec, out, self.check)
-        return export_onnx(self.model.module(), self.spec, out, self.check)
+            return export_huggingface(self.model.module(), self.spec, out, self.check, self.opset)
+        return export_onnx(self.model.module(), self.spec, out, self.check, self.opset)

@@ -61,12 +61,13 @@ def onnx_inputs(model: torch.nn.Module, task: str) -> dict[str, dict[int, str]]:
     return {name: dict(axes) for name, axes in onnx_config(model, task).inputs.items()}
 
 
-def export_huggingface(model: torch.nn.Module, spec: ModelSpec, out_path: Path, check_data: Dataset) -> ExportResult:
+def export_huggingface(model: torch.nn.Module, spec: ModelSpec, out_path: Path, check_data: Dataset,
+                       opset_wanted: int = OPSET) -> ExportResult:
     """Write `out_path` through optimum-onnx and compare ONNX Runtime with torch on `check_data`."""
     from optimum.exporters.onnx.convert import export
 
     config = onnx_config(model, spec.task)
-    opset = max(OPSET, config.DEFAULT_ONNX_OPSET)
+    opset = max(opset_wanted, config.DEFAULT_ONNX_OPSET)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("optimum").setLevel(logging.ERROR)
     try:

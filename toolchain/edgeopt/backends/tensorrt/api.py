@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -99,6 +100,12 @@ class Cuda:
             raise RuntimeError(f"CUDA {call} failed: {text} ({status})")
 
     def device(self, index: int = 0) -> DeviceInfo:
+        count = ctypes.c_int()
+        status = self.lib.cudaGetDeviceCount(ctypes.byref(count))
+        if status != 0 or count.value <= index:
+            self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+            why = self.lib.cudaGetErrorString(status).decode() if status else f"{count.value} GPU(s)"
+            raise MissingEnvironment(f"TensorRT is installed but no CUDA GPU is usable here ({why})")
         major_, minor_ = ctypes.c_int(), ctypes.c_int()
         self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(major_), _ATTR_CC_MAJOR, index), "attribute")
         self._check(self.lib.cudaDeviceGetAttribute(ctypes.byref(minor_), _ATTR_CC_MINOR, index), "attribute")
@@ -138,6 +145,27 @@ class Cuda:
         self._check(self.lib.cudaStreamCreate(ctypes.byref(handle)), "cudaStreamCreate")
         return int(handle.value or 0)
 
+    def destroy_stream(self, stream: int) -> None:
+        self._check(self.lib.cudaStreamDestroy(ctypes.c_void_p(stream)), "cudaStreamDestroy")
+
+    def destroy_event(self, event: int) -> None:
+        self._check(self.lib.cudaEventDestroy(ctypes.c_void_p(event)), "cudaEventDestroy")
+
+    def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A zeroed numpy array in pinned (page-locked) host memory, as trtexec's host buffers
+        (cudaMallocHost): copies from pageable memory are staged and slower. Free with free_host."""
+        nbytes = max(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMallocHost(ctypes.byref(ptr), ctypes.c_size_t(nbytes)), "cudaMallocHost")
+        raw = (ctypes.c_byte * nbytes).from_address(int(ptr.value or 0))
+        array = np.frombuffer(raw, dtype=np.uint8)[: nbytes].view(dtype)[: int(np.prod(shape))].reshape(shape)
+        array[...] = 0
+        return array
+
+    def free_host(self, array: np.ndarray) -> None:
+        """Free a host_array (its data pointer is the start of the pinned allocation)."""
+        self._check(self.lib.cudaFreeHost(ctypes.c_void_p(array.ctypes.data)), "cudaFreeHost")
+
     def synchronize(self, stream: int) -> None:
         self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
 
@@ -158,17 +186,28 @@ class Cuda:
         return float(ms.value)
 
 
-def _load_cudart() -> ctypes.CDLL:
-    candidates = [ctypes.util.find_library("cudart"), "libcudart.so", "libcudart.so.13", "libcudart.so.12",
+def cudart_candidates() -> list[str]:
+    """Where libcudart may be: the loader's path, JetPack's /usr/local/cuda, and pip's
+    nvidia-cuda-runtime wheels (site-packages/nvidia/<pkg>/lib, which the loader does not search)."""
+    candidates = [ctypes.util.find_library("cudart") or "", "libcudart.so", "libcudart.so.13", "libcudart.so.12",
                   "libcudart.so.11.0", "/usr/local/cuda/lib64/libcudart.so"]
-    for name in candidates:
+    for entry in sys.path:
+        folder = Path(entry or ".") / "nvidia"
+        if folder.is_dir():
+            candidates += sorted(str(p) for p in folder.glob("*/lib/libcudart.so*"))
+    return [c for c in candidates if c]
+
+
+def _load_cudart() -> ctypes.CDLL:
+    for name in cudart_candidates():
         if not name:
             continue
         try:
             return ctypes.CDLL(name)
         except OSError:
             continue
-    raise MissingEnvironment("the CUDA runtime (libcudart) was not found: on a Jetson it comes with JetPack")
+    raise MissingEnvironment("TensorRT is installed but the CUDA runtime (libcudart) was not found: on a Jetson it "
+                             "comes with JetPack, elsewhere with the CUDA toolkit or pip's nvidia-cuda-runtime")
 
 
 def _jetson_model() -> str | None:
@@ -186,15 +225,26 @@ def device_info() -> DeviceInfo:
 # --- implicit INT8 calibrator -----------------------------------------------------------------
 
 
-def entropy_calibrator(
-    trt: ModuleType,
-    cache_path: Path | None,
-    data: dict[str, np.ndarray] | None = None,
-    batch_size: int = 1,
-    cuda: Cuda | None = None,
-) -> Any:
-    """An IInt8EntropyCalibrator2 that replays a calibration cache, or feeds `data` batches
-    (one array per input name, first axis = sample) and then writes the cache.
+def cache_header(trt_version: str) -> str:
+    """The first line TensorRT expects in a calibration cache read by IInt8EntropyCalibrator2 (as
+    trtexec --calib does): 'TRT-<getInferLibVersion()>-EntropyCalibration2'. TensorRT ignores a
+    cache whose header names another version or algorithm and then tries to calibrate with data."""
+    from edgeopt.stages.calibration import tensorrt_version_number
+
+    return f"TRT-{tensorrt_version_number(trt_version)}-EntropyCalibration2"
+
+
+def cache_for(trt_version: str, cache: bytes) -> bytes:
+    """The host-written cache with its header set to the installed TensorRT (the scales, amax/127
+    from ONNX Runtime's calibration, do not depend on the TensorRT release)."""
+    _, _, rows = cache.partition(b"\n")
+    return cache_header(trt_version).encode() + b"\n" + rows
+
+
+def cache_calibrator(trt: ModuleType, cache_path: Path) -> Any:
+    """An IInt8EntropyCalibrator2 that only replays the host-written calibration cache: edgeopt
+    calibrates on the workstation (ONNX Runtime ranges), never on the device, so get_batch
+    returns None and the build fails rather than calibrate on no data if the cache is refused.
 
     The class is defined here, not at module level, because its base class lives in tensorrt,
     which is imported lazily. TensorRT 11 removed calibrators: asking for one there is refused.
@@ -204,42 +254,22 @@ def entropy_calibrator(
         raise MissingEnvironment(
             f"TensorRT {getattr(trt, '__version__', '?')} has no INT8 calibrators (removed in 11): use explicit Q/DQ"
         )
+    cache = cache_for(str(trt.__version__), Path(cache_path).read_bytes())
 
-    class EntropyCalibrator(base):  # type: ignore[misc, valid-type]
+    class CacheCalibrator(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             base.__init__(self)
-            self.cache_path = cache_path
-            self.data = data or {}
-            self.index = 0
-            self.total = min((len(a) for a in self.data.values()), default=0)
-            self.cuda = cuda if (cuda or not self.data) else Cuda()
-            self.buffers: dict[str, int] = {}
-            self.stream = self.cuda.stream() if self.data else 0
 
         def get_batch_size(self) -> int:
-            return batch_size
+            return 1
 
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.index + batch_size > self.total:
-                return None
-            pointers = []
-            for name in names:
-                chunk = np.ascontiguousarray(self.data[name][self.index : self.index + batch_size])
-                if name not in self.buffers:
-                    self.buffers[name] = self.cuda.malloc(chunk.nbytes)
-                self.cuda.to_device(self.buffers[name], chunk, self.stream)
-                pointers.append(self.buffers[name])
-            self.cuda.synchronize(self.stream)
-            self.index += batch_size
-            return pointers
-
-        def read_calibration_cache(self) -> bytes | None:
-            if self.cache_path is not None and self.cache_path.is_file():
-                return self.cache_path.read_bytes()
+        def get_batch(self, names: list[str]) -> None:
             return None
 
-        def write_calibration_cache(self, cache: bytes) -> None:
-            if self.cache_path is not None:
-                self.cache_path.write_bytes(bytes(cache))
+        def read_calibration_cache(self) -> bytes:
+            return cache
 
-    return EntropyCalibrator()
+        def write_calibration_cache(self, data: bytes) -> None:
+            pass  # the cache is an input of the build, never rewritten on the device
+
+    return CacheCalibrator()

@@ -15,16 +15,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from edgeopt.build_dir import LAYOUT, write_bytes_atomic, write_json_atomic
 from edgeopt.hashing import sha256_file
 from edgeopt.cache import default_cache_dir
-from edgeopt.errors import BadInput, MissingEnvironment, cause_text
+from edgeopt.errors import BadInput, MissingEnvironment, ToolFailed, cause_text
 from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.api import DeviceInfo
+from edgeopt.backends.tensorrt.operators import check_operators
 from edgeopt.backends.tensorrt.plan import (
     CALIBRATION_CACHE_FILE,
     BuildPlan,
@@ -120,7 +120,6 @@ class EngineBuilder:
         *,
         timing_cache: Path,
         calibration_cache: Path | None = None,
-        calibration_data: dict[str, np.ndarray] | None = None,
     ) -> bytes:
         """Parse, configure per the plan, build; returns the serialized engine."""
         trt = self.trt
@@ -150,30 +149,20 @@ class EngineBuilder:
             config.default_device_type = tensorrt_api.flag(trt, "DeviceType", "DLA")
             config.DLA_core = plan.dla_core
 
-        profile = None
-        if plan.dynamic:
-            profile = builder.create_optimization_profile()
-            for shapes in plan.inputs:
-                profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
-            config.add_optimization_profile(profile)
-
+        profile = _add_profile(builder, config, plan)
         if plan.int8_mode == "implicit":
-            if calibration_cache is None and not calibration_data:
-                raise BadInput("implicit INT8 needs a calibration cache (calibration.cache) or calibration data")
-            batch = plan.inputs[0].opt[0] if plan.inputs and plan.inputs[0].opt else 1
-            config.int8_calibrator = tensorrt_api.entropy_calibrator(
-                trt, calibration_cache, calibration_data, batch_size=batch
-            )
+            if calibration_cache is None:
+                raise BadInput("implicit INT8 needs the calibration cache (calibration.cache) from the quantize stage")
+            config.int8_calibrator = tensorrt_api.cache_calibrator(trt, calibration_cache)
             if profile is not None:
                 config.set_calibration_profile(profile)
 
         if plan.builder_optimization_level is not None:
             config.builder_optimization_level = plan.builder_optimization_level
+        # keeps what the engine inspector needs for the layer report (trtexec --profilingVerbosity=detailed)
+        config.profiling_verbosity = tensorrt_api.flag(trt, "ProfilingVerbosity", "DETAILED")
 
-        saved = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        cache = config.create_timing_cache(saved)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-
+        cache = _use_timing_cache(config, timing_cache, logger)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             detail = logger.last_error or "see the TensorRT log"
@@ -181,6 +170,35 @@ class EngineBuilder:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(timing_cache, bytes(cache.serialize()))
         return bytes(serialized)
+
+
+def _add_profile(builder: Any, config: Any, plan: BuildPlan) -> Any:
+    """One optimization profile covering every input with a free axis (None when none has one);
+    TensorRT returns -1 from add_optimization_profile for an invalid profile."""
+    if not plan.dynamic:
+        return None
+    profile = builder.create_optimization_profile()
+    for shapes in plan.profiled:
+        profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
+    if config.add_optimization_profile(profile) < 0:
+        ranges = "; ".join(f"{s.name} {s.min}/{s.opt}/{s.max}" for s in plan.profiled)
+        raise BadInput(f"target '{plan.target}': TensorRT rejected the optimization profile ({ranges})")
+    return profile
+
+
+def _use_timing_cache(config: Any, path: Path, logger: Any) -> Any:
+    """The saved timing cache, or a fresh one when TensorRT refuses it (set_timing_cache returns
+    False for a cache of another TensorRT or GPU, or a damaged file): a stale cache must not stop
+    a build, but it is said in the log."""
+    saved = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(saved)
+    if config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    logger.messages.append(f"timing cache {path.name} does not match this TensorRT/GPU: started a fresh one")
+    cache = config.create_timing_cache(b"")
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise ToolFailed("TensorRT refused an empty timing cache")
+    return cache
 
 
 def _capturing_logger(trt: ModuleType) -> Any:
@@ -211,11 +229,12 @@ def _parser_error(parser: Any, onnx_path: Path, version: str) -> str:
     error = parser.get_error(0)
     node_name = getattr(error, "node_name", None)  # 8.6+; older parsers only give the index
     node = node_name() if callable(node_name) else None
-    if not node:
-        node = f"#{error.node()}" if callable(getattr(error, "node", None)) else "?"
+    if not node and callable(getattr(error, "node", None)) and error.node() >= 0:
+        node = f"#{error.node()}"  # -1: the error is not tied to a node (e.g. an unsupported opset)
     op = getattr(error, "node_operator", None)
     op_text = f" ({op()})" if callable(op) and op() else ""
-    return f"{onnx_path}: TensorRT {version} cannot parse node {node}{op_text}: {error.desc()}"
+    where = f"node {node}{op_text}" if node else "the model"
+    return f"{onnx_path}: TensorRT {version} cannot parse {where}: {error.desc()}"
 
 
 # --- matching engines and targets -------------------------------------------------------------
@@ -252,15 +271,11 @@ def build_engine(
     builder: EngineBuilder,
     *,
     calibration_cache: Path | None = None,
-    calibration_data: dict[str, np.ndarray] | None = None,
     timing_cache_dir: Path | None = None,
 ) -> tuple[Path, dict]:
     """Build per the plan, write the engine and engine.json; the caller checked the host match."""
     timing_cache = (timing_cache_dir or default_cache_dir() / "tensorrt") / plan.timing_cache
-    engine = builder.build(
-        plan, onnx_path, timing_cache=timing_cache,
-        calibration_cache=calibration_cache, calibration_data=calibration_data,
-    )
+    engine = builder.build(plan, onnx_path, timing_cache=timing_cache, calibration_cache=calibration_cache)
     engine_path = out_dir / plan.engine
     write_bytes_atomic(engine_path, engine)
     device = builder.device()
@@ -278,8 +293,30 @@ def build_engine(
             mode="json",
         ),
     }
+    layers = layer_report(builder.trt, engine)
+    if layers is not None:
+        write_json_atomic(out_dir / LAYOUT.layer_report, layers)
+        metadata["layers"] = layers["counts"]
     write_json_atomic(out_dir / LAYOUT.tensorrt_engine_json, metadata)
     return engine_path, metadata
+
+
+def layer_report(trt: ModuleType, engine: bytes) -> dict | None:
+    """Which layers run in INT8, FP16 or FP32, on DLA or the GPU (the engine inspector, read as
+    the device runner reads it). None where the module has no runtime to deserialize with."""
+    from edgeopt.device_runtime import layer_report as inspect
+
+    if getattr(trt, "Runtime", None) is None:
+        return None
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    deserialized = runtime.deserialize_cuda_engine(engine)
+    return inspect(deserialized, trt) if deserialized is not None else None
+
+
+def layer_note(metadata: dict) -> list[str]:
+    """The summary's line: 'layers: 40 GPU INT8, 3 GPU FP16, 1 GPU FP32'."""
+    counts = metadata.get("layers") or {}
+    return ["layers: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))] if counts else []
 
 
 def write_plan(plan: BuildPlan, out_dir: Path) -> Path:
@@ -331,6 +368,7 @@ def compile_tensorrt(
         onnx_sha256=sha256_file(onnx_path), calibration_cache=cache_name,
     )
     _check_quantization(onnx_path, plan)
+    check_operators(onnx_path, plan.tensorrt, target.name)
     if plan.int8_mode == "implicit" and (calibration_cache is None or not Path(calibration_cache).is_file()):
         raise BadInput(f"target '{target.name}': implicit INT8 needs the calibration cache from the quantize stage")
 
@@ -344,7 +382,11 @@ def compile_tensorrt(
         if not tensorrt_api.available():
             return result
         builder = EngineBuilder()
-    problems = host_mismatch(builder, plan)
+    try:
+        problems = host_mismatch(builder, plan)
+    except MissingEnvironment as exc:  # TensorRT installed, but no usable GPU or CUDA runtime
+        result.reason = f"deferred: {exc}"
+        return result
     if problems:
         result.reason = "deferred: this host has " + "; ".join(problems) + " (build on the device)"
         return result
@@ -356,4 +398,5 @@ def compile_tensorrt(
     )
     result.status, result.reason = "built", f"built with TensorRT {metadata['tensorrt_version']}"
     result.engine_path, result.engine_metadata = engine_path, metadata
+    result.notes += layer_note(metadata)
     return result

@@ -13,11 +13,12 @@ from typing import Any
 
 from edgeopt import bench
 from edgeopt.archive import safe_extract
-from edgeopt.backends.tensorrt import api as tensorrt_api
+from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
 from edgeopt.backends.tensorrt.builder import (
     EngineBuilder,
     build_engine,
     host_mismatch,
+    layer_note,
     read_plan,
 )
 from edgeopt.backends.tensorrt.plan import command_line, trtexec_args, trtexec_timing_args
@@ -75,16 +76,17 @@ def engine_build(
     summary = EngineSummary(
         status="built", reason=f"built with TensorRT {metadata['tensorrt_version']}", plan=LAYOUT.tensorrt_plan,
         trtexec=command_line(trtexec_args(plan)), trtexec_timing=command_line(trtexec_timing_args(plan)),
-        engine=engine_path.name, metadata=metadata, notes=list(plan.notes),
+        engine=engine_path.name, metadata=metadata, notes=list(plan.notes) + layer_note(metadata),
     )
     record_engine(build_dir, summary)
     return build_dir, summary
 
 
-def time_build(path: Path, *, warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10,
+def time_build(path: Path, *, warmup_s: float = timing_defaults.WARMUP_MS / 1000,
+               duration_s: float = timing_defaults.DURATION_S, min_runs: int = timing_defaults.MIN_RUNS,
                trt: Any = None, cuda: tensorrt_api.Cuda | None = None) -> bench.EngineTiming:
     """`edgeopt engine time`: the engine of a build directory or package at its opt shapes, timed
-    as trtexec does (same defaults: 200 ms warm-up, 3 s, at least 10 runs)."""
+    as the printed trtexec timing line does (same warm-up, duration and minimum runs)."""
     build_dir = open_build(Path(path))
     _, target = read_build(build_dir)
     plan, metadata = read_engine(build_dir, target)
@@ -99,4 +101,4 @@ def time_build(path: Path, *, warmup_s: float = 0.2, duration_s: float = 3.0, mi
 def record_engine(build_dir: Path, engine: EngineSummary) -> None:
     """The manifest's `engine` block (the same model `edgeopt build` writes) and the engine files."""
     update_manifest(build_dir, {"engine": engine.model_dump(mode="json"), "deployable": engine.engine},
-                    [engine.engine, LAYOUT.tensorrt_engine_json])
+                    [engine.engine, LAYOUT.tensorrt_engine_json, LAYOUT.layer_report])

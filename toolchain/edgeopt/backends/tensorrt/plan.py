@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeopt.backends.tensorrt import timing_defaults
+from edgeopt.build_dir import LAYOUT
 from edgeopt.errors import BadInput
 from edgeopt.models.spec import InputSpec
 from edgeopt.targets import TargetProfile
@@ -25,7 +27,7 @@ _SEQ_WORDS = ("seq", "sequence", "seq_len", "sequence_length", "tokens", "length
 
 
 class InputShapes(BaseModel):
-    """One input's optimization-profile shapes; min == opt == max for a static input."""
+    """One input's optimization-profile shapes; min == opt == max for a fixed range."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,10 +36,18 @@ class InputShapes(BaseModel):
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+    free_axes: tuple[int, ...] = Field((), description="axes the ONNX leaves free (-1): each needs a profile")
 
     @property
     def dynamic(self) -> bool:
+        """A shape range (min != max): DLA refuses it."""
         return self.min != self.max
+
+    @property
+    def needs_profile(self) -> bool:
+        """TensorRT needs a profile for every input with a -1 dimension, even when min = opt = max
+        ("Network has dynamic or shape inputs, but no optimization profile has been defined")."""
+        return bool(self.free_axes) or self.dynamic
 
 
 class BuildPlan(BaseModel):
@@ -71,7 +81,12 @@ class BuildPlan(BaseModel):
 
     @property
     def dynamic(self) -> bool:
-        return any(shapes.dynamic for shapes in self.inputs)
+        """Some input needs an optimization profile (the API path) and explicit shapes (trtexec)."""
+        return any(shapes.needs_profile for shapes in self.inputs)
+
+    @property
+    def profiled(self) -> list[InputShapes]:
+        return [shapes for shapes in self.inputs if shapes.needs_profile]
 
 
 def timing_cache_name(compute_capability: str, tensorrt: str) -> str:
@@ -109,7 +124,8 @@ def input_shapes(target: TargetProfile, inputs: list[InputSpec], notes: list[str
             if axis >= len(spec.shape):
                 raise BadInput(f"input '{spec.name}': dynamic axis {axis} but the shape has {len(spec.shape)} axes")
             lo[axis], mid[axis], hi[axis] = _axis_range(target, spec, axis, axis_name, notes)
-        result.append(InputShapes(name=spec.name, dtype=spec.dtype, min=tuple(lo), opt=tuple(mid), max=tuple(hi)))
+        result.append(InputShapes(name=spec.name, dtype=spec.dtype, min=tuple(lo), opt=tuple(mid), max=tuple(hi),
+                                  free_axes=tuple(sorted(spec.dynamic_axes))))
     return result
 
 
@@ -198,7 +214,8 @@ def make_plan(
 
 
 def _shape_spec(plan: BuildPlan, which: str) -> str:
-    return ",".join(f"{s.name}:{'x'.join(str(d) for d in getattr(s, which))}" for s in plan.inputs)
+    """Shapes of every input with a free axis: trtexec would otherwise force its -1s to 1."""
+    return ",".join(f"{s.name}:{'x'.join(str(d) for d in getattr(s, which))}" for s in plan.profiled)
 
 
 def trtexec_args(plan: BuildPlan) -> list[str]:
@@ -224,6 +241,8 @@ def trtexec_args(plan: BuildPlan) -> list[str]:
     if plan.builder_optimization_level is not None:
         args.append(f"--builderOptimizationLevel={plan.builder_optimization_level}")
     args.append(f"--timingCacheFile={plan.timing_cache}")
+    # the layer report (precision, DLA or GPU per layer), as the API path's engine inspector gives it
+    args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={LAYOUT.layer_report}"]
     if plan.dynamic:
         args += [f"--minShapes={_shape_spec(plan, 'min')}", f"--optShapes={_shape_spec(plan, 'opt')}",
                  f"--maxShapes={_shape_spec(plan, 'max')}"]
@@ -231,7 +250,8 @@ def trtexec_args(plan: BuildPlan) -> list[str]:
     return args
 
 
-def trtexec_timing_args(plan: BuildPlan, *, warmup_ms: int = 500, duration_s: int = 10) -> list[str]:
+def trtexec_timing_args(plan: BuildPlan, *, warmup_ms: int = timing_defaults.WARMUP_MS,
+                        duration_s: int = timing_defaults.DURATION_S) -> list[str]:
     """trtexec arguments that time the built engine at the opt shapes."""
     args = ["trtexec", f"--loadEngine={plan.engine}"]
     if plan.dla_core is not None:

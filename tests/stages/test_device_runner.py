@@ -1,0 +1,191 @@
+"""The device runner (run_on_device.py + device_runtime.py in TensorRT packages): Python 3.8
+syntax only, the toolchain's names and rules, and a whole run against the strict fake TensorRT."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fake_device import FakeCuda, with_engine
+from fake_tensorrt import FakeTensorRT
+from onnx import TensorProto, helper
+
+import edgeopt
+from edgeopt import device_runner as runner, targets
+from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
+from edgeopt.backends.tensorrt.builder import compile_tensorrt
+from edgeopt.build_dir import LAYOUT
+from edgeopt.models.spec import InputSpec
+from edgeopt.stages.package import npz_bytes
+
+SOURCES = [Path(edgeopt.__file__).parent / "device_runner.py", Path(edgeopt.__file__).parent / "device_runtime.py"]
+W = np.array([[1.0, 0.2, -0.5], [0.3, 1.1, 0.1], [-0.4, 0.6, 1.3], [0.5, -0.2, 0.4]], dtype=np.float32)
+N = 10
+
+
+def test_python_3_8_floor_checked_by_vermin(tmp_path):
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent)) or shutil.which("vermin")
+    assert vermin, "vermin is a dev dependency (pyproject [dev])"
+    ok = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", "--eval-annotations", *map(str, SOURCES)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    newer = tmp_path / "newer.py"
+    newer.write_text("def f(x):\n    match x:\n        case 1:\n            return 'a'.removeprefix('b')\n")
+    assert subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(newer)], capture_output=True).returncode != 0
+
+
+def test_imports_only_the_standard_library_numpy_and_tensorrt():
+    import ast
+
+    allowed = set(sys.stdlib_module_names) | {"numpy", "tensorrt", "device_runtime", "__future__"}
+    for source in SOURCES:
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            assert {n.split(".")[0] for n in names} <= allowed, (source.name, names)
+
+
+def test_the_runner_copies_agree_with_the_toolchain():
+    assert (runner.PLAN, runner.MANIFEST, runner.ENGINE_JSON) == (LAYOUT.tensorrt_plan, LAYOUT.manifest, LAYOUT.tensorrt_engine_json)
+    assert (runner.EVAL_INPUTS, runner.EVAL_OUTPUTS) == (LAYOUT.eval_inputs, LAYOUT.eval_fp32_outputs)
+    assert (runner.RESULTS, runner.LAYERS) == (LAYOUT.device_results, LAYOUT.layer_report)
+    assert (runner.WARMUP_MS, runner.DURATION_S, runner.MIN_RUNS) == (
+        timing_defaults.WARMUP_MS, timing_defaults.DURATION_S, timing_defaults.MIN_RUNS)
+    for version in ("8.5.2.2", "10.3.0.30", "10.16.1"):
+        assert runner.cache_header(version) == tensorrt_api.cache_header(version)
+
+
+def _package(folder: Path, target_name: str, version: str) -> tuple[Path, np.ndarray]:
+    """What a TensorRT package holds for the runner: ONNX, plan, manifest, evaluation data."""
+    io = ([helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], W.flatten().tolist())
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.02]), helper.make_tensor("z", TensorProto.INT8, [], [0]), w]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]), helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("MatMul", ["xd", "w"], ["logits"])]
+    implicit = targets.resolve(target_name).build.int8_mode == "implicit"
+    graph = helper.make_graph(nodes[2:] if implicit else nodes, "m", *io, [w] if implicit else inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    folder.mkdir(parents=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    cache = None
+    if implicit:
+        cache = folder / LAYOUT.tensorrt_calibration_cache
+        cache.write_text("TRT-8502-EntropyCalibration2\nx: 3c010a14\n")  # written for another version
+    target = targets.resolve(target_name)
+    tensorrt_api._cached, tensorrt_api._probed = None, True  # the host side: no TensorRT
+    try:
+        compile_tensorrt(folder / "model.onnx", target, [InputSpec(name="x", shape=(1, 4))], folder, calibration_cache=cache)
+    finally:
+        tensorrt_api._probed = False
+    x = np.random.default_rng(0).normal(size=(N, 4)).astype(np.float32)
+    logits = x @ W
+    labels = logits.argmax(1)
+    (folder / LAYOUT.eval_inputs).write_bytes(npz_bytes({"x": x, "labels": labels}))
+    (folder / LAYOUT.eval_fp32_outputs).write_bytes(npz_bytes({"logits": logits}))
+    manifest = {"target": {"name": target.name}, "gates": [{"name": "max_accuracy_drop", "threshold": 0.05}],
+                "engine": {"status": "deferred", "trtexec": "trtexec ..."}, "artifacts": []}
+    (folder / LAYOUT.manifest).write_text(json.dumps(manifest))
+    return folder, x
+
+
+def _fakes(version: str, profile: tuple, flip: int | None = 3, shape: str = "10"):
+    cuda = FakeCuda()
+
+    def fn(inputs):
+        logits = inputs["x"] @ W
+        if flip is not None and len(logits) > flip:
+            logits[flip] = np.roll(logits[flip], 1)  # changes the top-1 of the batch's sample `flip`
+        return {"logits": logits}
+
+    return with_engine(FakeTensorRT(shape, version), cuda, {"x": profile}, ["logits"], fn), cuda
+
+
+def test_a_whole_run_writes_the_results_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folder, x = _package(tmp_path / "pkg", "jetson", "10.3.0.30")
+    trt, cuda = _fakes("10.3.0.30", ((1, 4), (8, 4)))
+    results, passed = runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=5)
+    # batches of 8 (the profile's max): samples 3 and 8+3 would flip, but the last batch has 2
+    assert results["accuracy"]["top1_agreement"] == pytest.approx((N - 1) / N)
+    assert results["accuracy"]["fp32_accuracy"] == 1.0 and results["accuracy"]["engine_accuracy"] == pytest.approx(0.9)
+    assert passed is False  # a drop of 0.1 against the manifest's 0.05 gate
+    assert results["timing"]["runs"] >= 5 and results["timing"]["batch"] == 1
+    assert results["layers"] == {"GPU INT8": 1, "GPU FP16": 1, "GPU FP32": 1}
+    assert [e["x"] for e in trt.executions[:2]] == [(8, 4), (2, 4)]  # then the timing runs at opt (1)
+    assert (folder / "model.engine").read_bytes() == b"FAKE-SERIALIZED-ENGINE"
+    manifest = json.loads((folder / LAYOUT.manifest).read_text())
+    assert manifest["engine"]["status"] == "built" and manifest["deployable"] == "model.engine"
+    assert manifest["engine"]["trtexec"] == "trtexec ..."  # the host's record is kept
+    listed = {a["path"] for a in manifest["artifacts"]}
+    assert {"model.engine", LAYOUT.tensorrt_engine_json, LAYOUT.layer_report, LAYOUT.device_results} <= listed
+    assert json.loads((folder / LAYOUT.device_results).read_text()) == manifest["device_results"]
+    assert cuda.memory == {} and cuda.pinned == {} and cuda.streams == set()  # everything released
+    assert "set_shape" in trt.names() and trt.args("config.profiling_verbosity") == [trt.ProfilingVerbosity.DETAILED]
+    assert (tmp_path / "home" / ".cache" / "edgeopt" / "tensorrt" / "timing-sm87-trt10.3.cache").is_file()
+
+
+def test_the_dla_plan_builds_with_a_profile_and_the_cache_under_this_version(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder, _ = _package(tmp_path / "pkg", "jetson-orin-nx-16gb-dla", "10.3.0.30")
+    trt, cuda = _fakes("10.3.0.30", ((1, 4), (1, 4)), flip=None)
+    results, passed = runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=1)
+    assert passed and results["accuracy"]["top1_agreement"] == 1.0
+    assert trt.args("set_shape") == [("x", (1, 4), (1, 4), (1, 4))] and "set_calibration_profile" in trt.names()
+    assert trt.args("config.default_device_type") == [trt.DeviceType.DLA]
+
+
+@pytest.mark.parametrize("version,cc,expect", [("10.16.1", "8.7", "TensorRT 10.16.1 but the plan is for 10.3"),
+                                               ("10.3.0.30", "7.2", "compute capability 7.2")])
+def test_another_tensorrt_or_gpu_is_refused_with_exit_3(tmp_path, version, cc, expect):
+    folder, _ = _package(tmp_path / "pkg", "jetson", version)
+    trt, cuda = _fakes(version, ((1, 4), (8, 4)))
+    cuda.cc = cc
+    with pytest.raises(runner.Refused, match=expect) as error:
+        runner.run(str(folder), trt, cuda)
+    assert error.value.code == 3 and not (folder / "model.engine").exists()
+
+
+def test_main_without_tensorrt_is_one_line_exit_3(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert runner.main([]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("run_on_device: TensorRT is not importable") and err.count("\n") == 1
+
+
+def test_doctor_builds_and_runs_a_tiny_engine():
+    trt, cuda = _fakes("8.5.2.2", ((1, 4), (1, 4)), flip=None, shape="8")
+    trt.engine_inputs, trt.engine_outputs = {"x": ((1, 4), (1, 4))}, ["x_identity"]
+    trt.engine_fn = lambda inputs: {"x_identity": inputs["x"].copy()}
+    report = runner.doctor(trt, cuda)
+    assert report["tensorrt"] == "8.5.2.2" and report["compute_capability"] == "8.7" and report["dla_cores"] == 2
+    assert report["tiny_engine"] == "built and ran"
+    assert trt.args("create_network") == [1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)]
+
+
+def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(monkeypatch):
+    from click.testing import CliRunner
+
+    from edgeopt.cli import main
+
+    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 3 and result.output.count("\n") == 1 and "JetPack" in result.output
+
+
+def test_edgeopt_doctor_reports_the_same_as_the_runner(monkeypatch, capsys):
+    from edgeopt.backends.tensorrt.doctor import doctor
+
+    trt, cuda = _fakes("10.3.0.30", ((1, 4), (1, 4)), flip=None)
+    trt.engine_inputs, trt.engine_outputs = {"x": ((1, 4), (1, 4))}, ["x_identity"]
+    trt.engine_fn = lambda inputs: {"x_identity": inputs["x"].copy()}
+    report = doctor(trt, cuda)
+    assert report["tiny_engine"] == "built and ran" and report["tensorrt"] == "10.3.0.30"
+    assert trt.args("create_network") == [0]  # 10.x: no EXPLICIT_BATCH
