@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from edgeopt.errors import BadInput, MissingEnvironment, ToolFailed, cause_text
 from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.api import DeviceInfo
+from edgeopt.backends.tensorrt.layers import layer_note, layer_report
 from edgeopt.backends.tensorrt.operators import check_operators
 from edgeopt.backends.tensorrt.plan import (
     CALIBRATION_CACHE_FILE,
@@ -299,24 +299,6 @@ def build_engine(
         metadata["layers"] = layers["counts"]
     write_json_atomic(out_dir / LAYOUT.tensorrt_engine_json, metadata)
     return engine_path, metadata
-
-
-def layer_report(trt: ModuleType, engine: bytes) -> dict | None:
-    """Which layers run in INT8, FP16 or FP32, on DLA or the GPU (the engine inspector, read as
-    the device runner reads it). None where the module has no runtime to deserialize with."""
-    from edgeopt.device_runtime import layer_report as inspect
-
-    if getattr(trt, "Runtime", None) is None:
-        return None
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    deserialized = runtime.deserialize_cuda_engine(engine)
-    return inspect(deserialized, trt) if deserialized is not None else None
-
-
-def layer_note(metadata: dict) -> list[str]:
-    """The summary's line: 'layers: 40 GPU INT8, 3 GPU FP16, 1 GPU FP32'."""
-    counts = metadata.get("layers") or {}
-    return ["layers: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))] if counts else []
 
 
 def write_plan(plan: BuildPlan, out_dir: Path) -> Path:

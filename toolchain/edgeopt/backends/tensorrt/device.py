@@ -14,13 +14,8 @@ from typing import Any
 from edgeopt import bench
 from edgeopt.archive import safe_extract
 from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
-from edgeopt.backends.tensorrt.builder import (
-    EngineBuilder,
-    build_engine,
-    host_mismatch,
-    layer_note,
-    read_plan,
-)
+from edgeopt.backends.tensorrt.builder import EngineBuilder, build_engine, host_mismatch, read_plan
+from edgeopt.backends.tensorrt.layers import layer_note
 from edgeopt.backends.tensorrt.plan import command_line, trtexec_args, trtexec_timing_args
 from edgeopt.backends.tensorrt.session import open_session, read_engine
 from edgeopt.build_dir import LAYOUT, find_build, read_build, update_manifest, verify_artifact
