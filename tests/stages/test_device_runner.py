@@ -189,3 +189,29 @@ def test_edgeopt_doctor_reports_the_same_as_the_runner(monkeypatch, capsys):
     report = doctor(trt, cuda)
     assert report["tiny_engine"] == "built and ran" and report["tensorrt"] == "10.3.0.30"
     assert trt.args("create_network") == [0]  # 10.x: no EXPLICIT_BATCH
+
+
+def test_the_workstation_reports_on_what_the_device_measured(tmp_path, monkeypatch):
+    """The folder copied back from the device is a report input: accuracy and raw host latencies."""
+    from click.testing import CliRunner
+
+    from edgeopt.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folders = {}
+    for name, flip in (("release", None), ("change", 3)):
+        folders[name], _ = _package(tmp_path / name, "jetson", "10.3.0.30")
+        trt, cuda = _fakes("10.3.0.30", ((1, 4), (8, 4)), flip=flip)
+        runner.run(str(folders[name]), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=20)
+    assert len(json.loads((folders["change"] / LAYOUT.device_results).read_text())["timing"]["samples_ms"]) >= 20
+    result = CliRunner().invoke(main, ["report", "--baseline", str(folders["release"]), "--current",
+                                       str(folders["change"] / LAYOUT.device_results), "--format", "json",
+                                       "--out", str(tmp_path / "report")])
+    assert result.exit_code == 1, result.output  # the engine lost 10 points of accuracy: a regression
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    rows = {r["metric"]: r for r in report["comparisons"][0]["rows"]}
+    assert rows["accuracy_int8"]["baseline"] == 1.0 and rows["accuracy_int8"]["current"] == pytest.approx(0.9)
+    assert rows["accuracy_int8"]["verdict"] == "regressed"
+    assert rows["latency_p50_int8"]["ci_low"] is not None  # bootstrapped from the device's raw samples
+    missing = CliRunner().invoke(main, ["report", "--baseline", str(tmp_path), "--current", str(folders["change"])])
+    assert missing.exit_code == 2 and "run_on_device.py" in missing.output

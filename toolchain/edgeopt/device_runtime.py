@@ -250,6 +250,8 @@ def time_engine(session: Session, warmup_s: float, duration_s: float, min_runs: 
         if elapsed >= duration_s and len(runs["host_latency"]) >= min_runs:
             break
     result = {key: percentiles(values) for key, values in runs.items()}  # type: Dict[str, Any]
-    result.update(runs=len(runs["host_latency"]), duration_s=round(elapsed, 4), warmup_s=warmup_s,
+    # The raw host latencies go back to the workstation: `edgeopt report` bootstraps its CI from them.
+    result.update(samples_ms=[round(v, 5) for v in runs["host_latency"]], runs=len(runs["host_latency"]),
+                  duration_s=round(elapsed, 4), warmup_s=warmup_s,
                   throughput_qps=round(len(runs["host_latency"]) / elapsed, 3) if elapsed > 0 else None)
     return result

@@ -83,8 +83,38 @@ def load(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def device_document(folder: Path) -> dict[str, Any]:
+    """The baseline document of a build folder that run_on_device.py built, validated and timed on
+    the device (device_results.json): the engine's accuracy and host latency under int8."""
+    results = json.loads((folder / LAYOUT.device_results).read_text())
+    manifest = json.loads((folder / LAYOUT.manifest).read_text())
+    accuracy, timing = results["accuracy"], results["timing"]
+    host = timing["host_latency"]
+    latency = {"p50": host["median"], **{k: host[k] for k in ("p90", "p95", "p99", "mean", "min", "max") if k in host}}
+    model = (manifest.get("model") or {}).get("name") or folder.name
+    return {"schema_version": SCHEMA_VERSION, "model": model, "target": manifest["target"]["name"],
+            "metrics": {"fp32": {"accuracy": accuracy.get("fp32_accuracy")},
+                        "int8": {"accuracy": accuracy.get("engine_accuracy"), "agreement": accuracy.get("top1_agreement"),
+                                 "cosine_mean": accuracy.get("cosine_mean"), "latency_ms": latency}},
+            "samples_ms": {"int8": timing["samples_ms"]} if timing.get("samples_ms") else {},
+            "gates": manifest.get("gates", []), "quantization": manifest.get("quantization"),
+            "environment": {"machine": "device", "tensorrt": results["device"]["tensorrt"],
+                            "gpu": f"sm {results['device']['compute_capability']}", "threads": None}}
+
+
 def load_any(path: str | Path) -> dict[str, Any]:
-    """A baseline file, or the output of `edgeopt build --json` (turned into a baseline document)."""
+    """A baseline file, the output of `edgeopt build --json`, or a build folder (or its
+    device_results.json) that run_on_device.py measured on the device."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent if path.name == LAYOUT.device_results else None
+    if folder is not None:
+        if not (folder / LAYOUT.device_results).is_file() or not (folder / LAYOUT.manifest).is_file():
+            raise BadInput(f"{folder}: no {LAYOUT.device_results} and {LAYOUT.manifest} here "
+                           "(run run_on_device.py on the device first, or pass a baseline file)")
+        try:
+            return device_document(folder)
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            raise BadInput(f"{folder / LAYOUT.device_results}: not written by run_on_device.py ({error!r})") from None
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
