@@ -26,7 +26,6 @@ from edgeopt.backends.tensorrt.api import DeviceInfo
 from edgeopt.backends.tensorrt.layers import layer_note, layer_report
 from edgeopt.backends.tensorrt.operators import check_operators
 from edgeopt.backends.tensorrt.plan import (
-    CALIBRATION_CACHE_FILE,
     BuildPlan,
     command_line,
     make_plan,
@@ -344,7 +343,7 @@ def compile_tensorrt(
     if not onnx_path.is_file():
         raise BadInput(f"{onnx_path}: ONNX model not found")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_name = _relative_name(calibration_cache, out_dir) if calibration_cache else CALIBRATION_CACHE_FILE
+    cache_name = _relative_name(calibration_cache, out_dir) if calibration_cache else LAYOUT.tensorrt_calibration_cache
     plan = make_plan(
         target, inputs, onnx=_relative_name(onnx_path, out_dir), sparsity=sparsity,
         onnx_sha256=sha256_file(onnx_path), calibration_cache=cache_name,

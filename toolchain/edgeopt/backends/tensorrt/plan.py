@@ -19,8 +19,6 @@ from edgeopt.models.spec import InputSpec
 from edgeopt.targets import TargetProfile
 
 PLAN_SCHEMA = 1
-ENGINE_FILE = "model.engine"
-CALIBRATION_CACHE_FILE = "calibration.cache"
 
 _BATCH_WORDS = ("batch", "n")
 _SEQ_WORDS = ("seq", "sequence", "seq_len", "sequence_length", "tokens", "length")
@@ -63,7 +61,7 @@ class BuildPlan(BaseModel):
     tensorrt_major: int
     onnx: str = Field(description="ONNX file, relative to the build directory")
     onnx_sha256: str | None = None
-    engine: str = ENGINE_FILE
+    engine: str = LAYOUT.tensorrt_engine
     precision: Literal["int8", "fp16", "fp32"]
     int8_mode: Literal["explicit", "implicit"] | None
     strongly_typed: bool = Field(description="TensorRT 11: types come from the ONNX (Q/DQ), no precision flags")
@@ -137,7 +135,7 @@ def make_plan(
     tensorrt: str | None = None,
     sparsity: bool | None = None,
     onnx_sha256: str | None = None,
-    calibration_cache: str = CALIBRATION_CACHE_FILE,
+    calibration_cache: str = LAYOUT.tensorrt_calibration_cache,
 ) -> BuildPlan:
     """Decide every builder setting. `tensorrt` overrides the profile's pinned version (the
     installed one, or a what-if in tests); the profile's pin is the default."""
