@@ -13,8 +13,7 @@ import onnx
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import (  # noqa: F401 (fixtures)
-    VERSIONS, FakeTensorRT, expected_cache_header, fp32_model, fp32_onnx, orin, qdq_model, qdq_onnx, static_onnx)
+from fake_tensorrt import VERSIONS, FakeTensorRT, expected_cache_header, fp32_onnx, qdq_onnx, static_onnx
 
 from edgeopt import targets
 from edgeopt.errors import BadInput, MissingEnvironment

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import FakeTensorRT, orin, qdq_model  # noqa: F401 (fixtures)
+from fake_tensorrt import FakeTensorRT
 
 from edgeopt import targets
 from edgeopt.hashing import sha256_file

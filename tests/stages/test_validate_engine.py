@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT, orin  # noqa: F401 (fixture)
+from fake_tensorrt import FakeTensorRT
 from onnx import TensorProto, helper
 
 from edgeopt import targets
