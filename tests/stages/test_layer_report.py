@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from fake_device import DETAILED_LAYERS, FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT, orin, qdq_model  # noqa: F401 (fixtures)
+from fake_tensorrt import FakeTensorRT
 
 from edgeopt import targets
 from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
