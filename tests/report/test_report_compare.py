@@ -60,6 +60,13 @@ def test_environment_differences_are_flagged():
     assert compare.compare(doc(), doc())["environment_warnings"] == []
 
 
+def test_a_busy_host_is_flagged():
+    quiet, busy = doc(cores=2, load_1m=0.4), doc(cores=2, load_1m=5.5)
+    assert compare.compare(quiet, quiet)["environment_warnings"] == []
+    warnings = compare.compare(quiet, busy)["environment_warnings"]
+    assert warnings == ["the host was busy (1-minute load: current 5.5 on 2 cores): a latency change may be load, not the change"]
+
+
 def test_latency_missing_on_one_side_is_not_judged_with_a_reason():
     current = copy.deepcopy(doc())
     current["samples_ms"] = {}

@@ -42,7 +42,11 @@ def environment(threads: int | None = None) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"machine": platform.machine(), "cpu_model": model, "cpu_flags": flags, "cores": os.cpu_count(),
+    try:
+        load = round(os.getloadavg()[0], 2)  # how busy the host was around the measurement
+    except (OSError, AttributeError):
+        load = None
+    return {"machine": platform.machine(), "cpu_model": model, "cpu_flags": flags, "cores": os.cpu_count(), "load_1m": load,
             "threads": threads, "onnxruntime": versions["onnxruntime"], "tensorrt": versions["tensorrt"],
             "gpu": os.environ.get("EDGEOPT_GPU_NAME"), "libraries": versions}
 

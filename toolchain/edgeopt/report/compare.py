@@ -79,6 +79,10 @@ def environment_warnings(baseline: dict, current: dict) -> list[str]:
         if a != b:
             shown = (f"{len(set(a or []) ^ set(b or []))} flags differ" if key == "cpu_flags" else f"{a} -> {b}")
             out.append(f"{why}: {shown}")
+    busy = [f"{name} {env['load_1m']:g} on {env['cores']} cores" for name, env in (("baseline", baseline), ("current", current))
+            if env.get("load_1m") is not None and env.get("cores") and env["load_1m"] > env["cores"]]
+    if busy:  # bootstrap CIs hold within a run; a busier host shifts a whole run
+        out.append(f"the host was busy (1-minute load: {'; '.join(busy)}): a latency change may be load, not the change")
     return out
 
 

@@ -21,9 +21,13 @@ def _verdict(v: str) -> str:
 
 
 def latency_svg(title: str, baseline: list[float], current: list[float], width: int = 460, height: int = 220) -> str:
-    """Histograms of baseline and current single-run times, clipped at the 99th percentile."""
+    """Histograms of baseline and current single-run times. The axis ends where the bulk ends
+    (third quartile + 3 IQR, at most the 99th percentile): a shared host's rare multi-millisecond
+    stalls would otherwise squeeze every run into one bar. Slower runs land in the last bar."""
     both = np.concatenate([baseline, current])
-    low, high = float(np.min(both)), float(np.percentile(both, 99))
+    q1, q3 = np.percentile(both, [25, 75])
+    low, high = float(np.min(both)), float(min(np.percentile(both, 99), q3 + 3 * (q3 - q1)))
+    beyond = int((both > high).sum())
     if high <= low:
         high = low + 1e-6
     edges = np.linspace(low, high, 41)
@@ -46,8 +50,9 @@ def latency_svg(title: str, baseline: list[float], current: list[float], width: 
     for frac in (0, 0.5, 1):
         parts.append(f'<text x="{left + plot_w * frac:.1f}" y="{bottom + 16}" text-anchor="middle" font-size="11">'
                      f'{low + (high - low) * frac:.3f}</text>')
+    slower = f"; {beyond} slower runs in the last bar" if beyond else ""
     parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="11">ms per run '
-                 '(dashed: medians)</text>')
+                 f'(dashed: medians{slower})</text>')
     for i, key in enumerate(COLORS):
         parts.append(f'<rect x="{left + plot_w - 110}" y="{28 + i * 16}" width="10" height="10" fill="{COLORS[key]}"/>'
                      f'<text x="{left + plot_w - 95}" y="{37 + i * 16}" font-size="11">{key} (n={len(baseline if key == "baseline" else current)})</text>')
