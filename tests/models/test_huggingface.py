@@ -13,6 +13,7 @@ from edgeopt.errors import BadInput
 from edgeopt.models import huggingface
 from edgeopt.models.pooling import PooledEncoder
 from edgeopt.models.source import resolve_source
+from edgeopt.stages.export_huggingface import onnx_inputs
 from hf_models import tiny_config, write_tokenizer
 
 
@@ -117,7 +118,7 @@ def test_pooled_encoder_masks_padding(hf_zoo):
 def test_spec_inputs_follow_the_architecture(hf_zoo, tmp_path):
     source = resolve_source(str(hf_zoo.classifier))
     layout = huggingface.check_folder(hf_zoo.classifier)
-    spec = huggingface.model_spec(source, layout, huggingface.load_model(layout), 32)
+    spec = huggingface.model_spec(source, layout, model := huggingface.load_model(layout), 32, onnx_inputs(model, layout.task))
     assert [(i.name, i.dtype, i.shape) for i in spec.inputs] == [
         ("input_ids", "int64", (1, 32)), ("attention_mask", "int64", (1, 32)), ("token_type_ids", "int64", (1, 32))]
     assert spec.inputs[0].dynamic_axes == {0: "batch_size", 1: "sequence_length"}
@@ -129,7 +130,8 @@ def test_spec_inputs_follow_the_architecture(hf_zoo, tmp_path):
     DistilBertModel(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=1, n_heads=2,
                                      hidden_dim=64)).save_pretrained(folder)
     layout = huggingface.check_folder(folder)
-    spec = huggingface.model_spec(resolve_source(str(folder)), layout, huggingface.load_model(layout), 16)
+    spec = huggingface.model_spec(resolve_source(str(folder)), layout, model := huggingface.load_model(layout), 16,
+                                   onnx_inputs(model, layout.task))
     assert [i.name for i in spec.inputs] == ["input_ids", "attention_mask"]  # DistilBERT has no segments
     assert spec.task == "embedding" and spec.outputs == ["sentence_embedding"]
 
@@ -141,7 +143,8 @@ def test_default_class_names_when_config_omits_them(tmp_path):
     tokenizer = write_tokenizer(folder)
     BertForSequenceClassification(tiny_config(tokenizer.vocab_size, num_labels=3)).save_pretrained(folder)
     layout = huggingface.check_folder(folder)
-    spec = huggingface.model_spec(resolve_source(str(folder)), layout, huggingface.load_model(layout), 8)
+    spec = huggingface.model_spec(resolve_source(str(folder)), layout, model := huggingface.load_model(layout), 8,
+                                   onnx_inputs(model, layout.task))
     assert spec.task == "classification" and spec.labels == ["LABEL_0", "LABEL_1", "LABEL_2"]
 
 

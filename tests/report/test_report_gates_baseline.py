@@ -96,7 +96,7 @@ def test_validate_keeps_the_raw_latency_samples_in_its_folder(example_build, tmp
     from edgeopt.build_dir import LAYOUT
     from edgeopt.data.npz import read_npz
     from edgeopt.models.spec import InputSpec
-    from edgeopt.stages.validate import validate
+    from edgeopt.backends.onnxruntime.validate import validate
     from conftest import EVAL
 
     build = Path(example_build["build_dir"])

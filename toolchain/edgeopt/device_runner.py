@@ -35,8 +35,11 @@ RESULTS, LAYERS = "device_results.json", "layers.json"
 # The printed trtexec timing line's --warmUp / --duration, and trtexec's default --iterations
 WARMUP_MS, DURATION_S, MIN_RUNS = 500, 10, 10
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from device_runtime import Cuda, Refused, Session, layer_report, time_engine  # noqa: E402 (beside this file)
+if __package__:  # imported as edgeopt.device_runner (the toolchain, its tests)
+    from .device_runtime import Cuda, Refused, Session, layer_report, time_engine
+else:  # run as a script on the device, with device_runtime.py beside it
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from device_runtime import Cuda, Refused, Session, layer_report, time_engine  # noqa: E402
 
 
 # --- the build, from build_plan.json -----------------------------------------------------------

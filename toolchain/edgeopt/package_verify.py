@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeopt.archive import safe_extract
 from edgeopt.build_dir import LAYOUT
-from edgeopt.errors import BadInput, MissingEnvironment
+from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
 from edgeopt.stages.package import PackageInfo
 

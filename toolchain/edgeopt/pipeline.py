@@ -104,7 +104,7 @@ class Pipeline:
         self.cache = StageCache(options.cache_dir, enabled=options.use_cache)
         # edgeopt itself is a library whose code shapes every artifact: its version and source are in every key
         self.libraries = {**host.library_versions(), "edgeopt": host.edgeopt_fingerprint()}
-        self.backend_options = backend_options or {}  # the seams tests replace (a fake TensorRT builder and CUDA)
+        self.backend_options = backend_options or {}  # the seams tests replace (a fake device builder and runtime)
         self.dry_run = dry_run
         self.records: list[StageRecord] = []
         self.entries: dict[str, CacheEntry] = {}
@@ -194,10 +194,8 @@ class Pipeline:
         compiled_entry = self.run_stage(CompileStage(backend, fp32, int8, spec, sparsity=sparsity,
                                                      calibration_cache=quantized.path(LAYOUT.tensorrt_calibration_cache) if quantized else None))
         compiled = CompileResult.model_validate(compiled_entry.result)
-        if target.build.precision != "int8" and target.backend == "tensorrt" and compiled.engine.status != "built":
-            warnings.append(f"{target.build.precision}: the metrics compare the FP32 ONNX on this CPU; the "
-                            f"{target.build.precision} engine is validated on the device (edgeopt engine build --eval)")
         validation = backend.validation(compiled_entry.folder, compiled, fp32, int8)
+        warnings += validation.notes
         metrics = ValidateResult.model_validate(
             self.run_stage(ValidateStage(validation, fp32, data.evaluation, spec, o.latency_seconds)).result)
         if prune_request:

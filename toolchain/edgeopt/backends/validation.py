@@ -20,3 +20,4 @@ class Validation:
     inputs: dict[str, str | None]
     run: Runner
     reads: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(default_factory=tuple)  # for the summary: what this validation does not judge

@@ -179,13 +179,13 @@ def load_model(layout: Layout, trust_remote_code: bool = False):
     return model
 
 
-def model_spec(source: ModelSource, layout: Layout, model, seq_len: int) -> ModelSpec:
+def model_spec(source: ModelSource, layout: Layout, model, seq_len: int,
+               input_axes: dict[str, dict[int, str]]) -> ModelSpec:
     """Inputs are the ones optimum's ONNX config exports for this architecture (input_ids,
-    attention_mask, and token_type_ids where the model uses them), int64, dynamic batch and sequence."""
-    from edgeopt.stages.export_huggingface import onnx_inputs
-
+    attention_mask, and token_type_ids where the model uses them; `input_axes`, from
+    stages.export_huggingface.onnx_inputs), int64, dynamic batch and sequence."""
     inputs = [InputSpec(name=name, dtype="int64", shape=(1, seq_len), dynamic_axes=axes)
-              for name, axes in onnx_inputs(model, layout.task).items()]
+              for name, axes in input_axes.items()]
     return ModelSpec(
         name=source.name, task=layout.task, inputs=inputs,
         outputs=["sentence_embedding"] if layout.task == "embedding" else ["logits"],

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeopt.build_dir import write_bytes_atomic
+from edgeopt.build_dir import LAYOUT, write_bytes_atomic
 from edgeopt.errors import BadInput
 from edgeopt.report import render_html, render_json, render_junit, render_markdown
 
-FORMATS = {"md": ("report.md", render_markdown.render), "html": ("report.html", render_html.render),
+FORMATS = {"md": (LAYOUT.report, render_markdown.render), "html": ("report.html", render_html.render),
            "junit": ("report.junit.xml", render_junit.render), "json": ("report.json", render_json.render)}
 
 

@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, create_calibrator, save_tensors_data
 
+from edgeopt.backends.tensorrt.api import tensorrt_version_number
 from edgeopt.data.dataset import Dataset
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -103,13 +104,6 @@ def write_calibration_json(path: Path, method: str, samples: int, ranges: dict[s
     body = {"method": method, "samples": samples, "tensors": tensors}
     path.write_text(json.dumps(body, indent=2))
     return body
-
-
-def tensorrt_version_number(version: str) -> int:
-    """TensorRT's getInferLibVersion(): 8.6.1 -> 8601; from 10 on, major*10000 + minor*100 + patch."""
-    parts = [int(p) for p in (version.split(".") + ["0", "0"])[:3]]
-    major, minor, patch = parts
-    return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 
 def write_tensorrt_cache(path: Path, ranges: dict[str, tuple[float, float]], tensorrt_version: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
@@ -18,6 +19,9 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput, ToolFailed, cause_text, chain as _chain, is_disk_full, root_cause
 from edgeopt.models.spec import ModelSpec
 from edgeopt.backends.onnxruntime import session as runtime
+
+if TYPE_CHECKING:
+    import torch
 
 OPSET = 18  # the default; the pipeline passes the target's (backends.export_opset: 17 for TensorRT 8.x)
 PARITY_SAMPLES = 64
@@ -182,7 +186,6 @@ class ExportStage:
     def run(self, folder: Path) -> ExportResult:
         out = folder / self.out_name
         if self.source.kind == "onnx":
-            import shutil
 
             return copy_onnx_input(self.source.files[0], out, self.check, self.opset)
         if self.model.hf is not None:

@@ -44,7 +44,10 @@ class LoadStage:
             from edgeopt.models import huggingface, torch_loader
 
             module = self.model.module()
-            spec = huggingface.model_spec(source, self.hf.layout, module, self.hf.seq_len)
+            from edgeopt.stages.export_huggingface import onnx_inputs
+
+            spec = huggingface.model_spec(source, self.hf.layout, module, self.hf.seq_len,
+                                          onnx_inputs(module, self.hf.layout.task))
             return LoadResult(spec=spec, params=torch_loader.count_parameters(module))
         if source.kind == "onnx":
             from edgeopt.models import onnx_loader

@@ -200,9 +200,10 @@ def device_runner(manifest: dict) -> bytes:
 
 def device_runner_files() -> dict[str, bytes]:
     """run_on_device.py and device_runtime.py: edgeopt's self-contained device runner."""
-    here = Path(edgeopt.__file__).parent
-    return {LAYOUT.device_runner_py: (here / "device_runner.py").read_bytes(),
-            LAYOUT.device_runtime_py: (here / "device_runtime.py").read_bytes()}
+    from importlib.util import find_spec  # where the modules are, without importing them
+
+    return {LAYOUT.device_runner_py: Path(find_spec("edgeopt.device_runner").origin).read_bytes(),
+            LAYOUT.device_runtime_py: Path(find_spec("edgeopt.device_runtime").origin).read_bytes()}
 
 
 def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path | None) -> tuple[dict[str, Content], dict[str, str]]:

@@ -39,7 +39,7 @@ class OnnxRuntimeBackend:
         threads = host.default_threads(self.target)
 
         def run(data, spec, seconds, folder):
-            from edgeopt.stages.validate import validate
+            from edgeopt.backends.onnxruntime.validate import validate
 
             return validate(fp32, candidate, data, spec.task, latency_on_host=measure, threads=threads,
                             latency_seconds=seconds, latency_note=note, spec=spec, folder=folder)

@@ -225,12 +225,17 @@ def device_info() -> DeviceInfo:
 # --- implicit INT8 calibrator -----------------------------------------------------------------
 
 
+def tensorrt_version_number(version: str) -> int:
+    """TensorRT's getInferLibVersion(): 8.6.1 -> 8601; from 10 on, major*10000 + minor*100 + patch."""
+    parts = [int(p) for p in (version.split(".") + ["0", "0"])[:3]]
+    major, minor, patch = parts
+    return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
+
+
 def cache_header(trt_version: str) -> str:
     """The first line TensorRT expects in a calibration cache read by IInt8EntropyCalibrator2 (as
     trtexec --calib does): 'TRT-<getInferLibVersion()>-EntropyCalibration2'. TensorRT ignores a
     cache whose header names another version or algorithm and then tries to calibrate with data."""
-    from edgeopt.stages.calibration import tensorrt_version_number
-
     return f"TRT-{tensorrt_version_number(trt_version)}-EntropyCalibration2"
 
 

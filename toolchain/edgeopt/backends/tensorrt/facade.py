@@ -71,13 +71,17 @@ class TensorRTBackend:
         threads = host.default_threads(self.target)
 
         def run(data, spec, seconds, _stage_folder):
-            from edgeopt.stages.validate import validate
+            from edgeopt.backends.onnxruntime.validate import validate
 
             return validate(fp32, candidate, data, spec.task, latency_on_host=False, threads=threads,
                             latency_seconds=seconds, latency_note=note, spec=spec)
 
+        precision = self.target.build.precision
+        notes = () if precision == "int8" else (
+            f"{precision}: the metrics compare the FP32 ONNX on this CPU; the {precision} engine is validated on "
+            "the device (run_on_device.py, or edgeopt engine build --eval)",)
         return Validation(params={"engine": "deferred", "threads": threads},
-                          inputs={"candidate": sha256_file(candidate)}, run=run)
+                          inputs={"candidate": sha256_file(candidate)}, run=run, notes=notes)
 
     def _engine_validation(self, folder: Path, compiled: CompileResult, fp32: Path) -> Validation:
         """`edgeopt build` on the device built the engine: validate the engine, not the INT8 ONNX.
