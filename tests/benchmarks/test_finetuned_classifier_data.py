@@ -41,7 +41,7 @@ def test_split_is_deterministic_disjoint_and_balanced():
     assert all(len(set(v)) == len(v) for v in texts.values())
     assert not set(texts["train"]) & set(texts["calib"]) and not set(texts["train"]) & set(texts["eval"])
     assert not set(texts["calib"]) & set(texts["eval"])
-    assert "shared" not in sum(texts.values(), [])
+    assert "shared" not in {t for rows in texts.values() for t in rows}
     for name, per_class in (("eval", 5), ("calib", 3), ("train", 12)):
         assert sorted(label for _, label in parts[name]) == sorted(["a", "b", "c"] * per_class)
     assert all(t.startswith(label) for rows in parts.values() for t, label in rows)
