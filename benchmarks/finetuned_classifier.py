@@ -217,20 +217,28 @@ def main() -> None:
         "ORT quantize_dynamic per-channel": lambda p: quantize_dynamic(str(fp32), str(p), per_channel=True),
         # DefaultTensorType: without it ORT's quantizer stops on the fused graph's contrib ops
         "ORT fused + quantize_dynamic": lambda p: quantize_dynamic(
-            str(recipes.fuse_encoder(fp32, work / "fused.onnx")), str(p),
+            str(recipes.fuse_encoder(fp32, work / "fused-ort.onnx", gelu_approximation=False)), str(p),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}),
     }
     if args.candidates:  # the stage's other encoder recipes, rebuilt from its building blocks on its range split
         ranges = split_calibration(read_texts(calib, specs, labels, options), 0.25)[0]
         unfused = work / "unfused.onnx"
         quant_pre_process(str(fp32), str(unfused), skip_symbolic_shape=True)
-        peers["edgeopt candidate dynamic-unfused (not chosen)"] = lambda p: recipes.dynamic(unfused, p,
-                                                                                           per_channel=True)
+        chosen = (doc.get("quantization") or {}).get("mode")
+        label = lambda mode: f"stage candidate {mode} ({'chosen' if mode == chosen else 'not chosen'}; rebuilt)"
+        def fused_dynamic(p: Path) -> Path:  # the stage's prepare(): fusion with tanh GELU, then shapes
+            quant_pre_process(str(recipes.fuse_encoder(fp32, work / "fused.onnx")), str(work / "fused.prep.onnx"),
+                              skip_optimization=True)
+            return recipes.dynamic(work / "fused.prep.onnx", p, per_channel=True)
+
+        peers[label("dynamic")] = fused_dynamic
+        peers[label("dynamic-unfused")] = lambda p: recipes.dynamic(unfused, p, per_channel=True)
         for alpha in (0.5, 0.8):
-            peers[f"edgeopt candidate dynamic-smooth{alpha} (not chosen)"] = lambda p, a=alpha: recipes.dynamic(
+            peers[label(f"dynamic-smooth{alpha}")] = lambda p, a=alpha: recipes.dynamic(
                 smoothing.smooth(unfused, ranges, work / f"smooth{a}.onnx", alpha=a, threads=args.threads)[0], p,
                 per_channel=True)
-    (work / "fused.onnx").unlink(missing_ok=True)
+    for stale in ("fused.onnx", "fused-ort.onnx"):
+        (work / stale).unlink(missing_ok=True)
     seconds = {"edgeopt INT8 (deployable)": build_seconds}
     for index, (name, make) in enumerate(peers.items()):
         path, started = work / f"peer{index}.onnx", time.perf_counter()
