@@ -13,8 +13,8 @@ Recipes, all through ONNX Runtime's quantizer (the maintained implementation):
 - tensorrt targets: symmetric s8 Q/DQ on the inputs of Conv, Gemm and MatMul only, no bias
   quantization, on the unfused graph (TensorRT fuses itself and cannot parse ORT's fused ops),
   so ONNX Runtime can run it to validate accuracy on the CPU.
-- CNNs on CPU targets also get bias-corrected static Q/DQ (bias_correction.py) from min/max and
-  from percentile ranges; the selection data picks among them.
+- CNNs on CPU targets also get bias-corrected static Q/DQ (bias_correction.py) from the
+  configured ranges (min/max, the default, adds percentile); the selection data picks.
 Then the accuracy-aware fallback (sensitivity.py) keeps sensitive layers in float if needed.
 """
 
@@ -48,6 +48,9 @@ PASS_THROUGH_OPS = ["Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool
                     "Squeeze", "Unsqueeze", "Concat", "Resize", "Add"]
 # CNNs on CPU: bias-corrected static Q/DQ per range method. EfficientNet-Lite1, real photos, logit
 # cosine to FP32 on the evaluation split: min/max 0.974 -> 0.989 corrected, percentile 0.977 -> 0.9915.
+# Tried and dropped (docs/BENCHMARKS.md): equalizing the depthwise convs' input channel ranges
+# (cross-layer equalization through ReLU6, which Nagel et al. first turn into ReLU: FP32 cosine 0.71
+# here) moved FP32 itself (0.9996) and INT8 not at all; entropy ranges equal min/max.
 CNN_METHODS = ("minmax", "percentile")
 SMOOTHING_ALPHAS = (0.5, 0.8)  # SmoothQuant migration strengths tried for encoders; the selection data picks
 METHODS = calibration.METHODS
@@ -58,7 +61,8 @@ NOISE = 0.05  # latency differences below this share are run-to-run noise on a s
 class QuantizeConfig(BaseModel):
     """Stage parameters; the pipeline fills them from the build options and the target."""
 
-    method: str = Field("minmax", description="calibration: minmax, entropy or percentile")
+    method: str = Field("minmax", description="calibration: minmax, entropy or percentile; with minmax, CNNs on "
+                        "CPU targets also try percentile ranges")
     max_accuracy_drop: float | None = Field(None, description="budget; None: the target's gate")
     task: str = Field("classification", description="decides the accuracy metric (gates.accuracy_drop)")
     output_kinds: dict[str, str] = Field(default_factory=dict, description="output name -> kind (ModelSpec)")
@@ -260,8 +264,9 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
                 mode = f"dynamic-smooth{alpha}"
                 builders[mode] = _Recipe(smoothed, target, ort_cache, config.method, static_ops).dynamic
                 graphs[mode] = onnx.load(str(smoothed), load_external_data=False)
-    if not recipe.tensorrt and not encoder:
-        for method in dict.fromkeys((config.method, *CNN_METHODS)):
+    if not recipe.tensorrt and not encoder and any(n.op_type == "Conv" for n in model.graph.node):
+        # the default min/max also tries percentile ranges; a method the user named is the only one
+        for method in CNN_METHODS if config.method == "minmax" else (config.method,):
             mode = f"static-qdq-{method}-biascorr"
             cache = ort_cache if method == config.method else work / f"{method}.{calibration.ORT_CACHE}"
             try:

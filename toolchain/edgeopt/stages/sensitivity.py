@@ -109,8 +109,8 @@ def rank_by_added_error(fp32_path: Path, int8_path: Path, layers: list[tuple[str
         return None
     inputs = {i.name for i in fp32.get_inputs()}
     noise, energy = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
-    for start in range(0, len(data), 4):
-        feed = {k: v for k, v in data.batch(start, start + 4).items() if k in inputs}
+    for start in range(len(data)):  # batch 1: the deployed shape (the batch axis may be fixed)
+        feed = {k: v for k, v in data.batch(start, start + 1).items() if k in inputs}
         reference = fp32.run([fp32_out[n] for n in names], feed)
         quantized = int8.run([int8_out[n] for n in names], feed)
         for name, a, b in zip(names, reference, quantized):

@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 
 from edgeopt.data.dataset import Dataset
 
-BATCH = 4  # samples per run while every layer's input is held in memory
+BATCH = 1  # samples per run: the batch the deployed model takes (its batch axis may be fixed)
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
