@@ -223,3 +223,27 @@ def test_smoothing_is_exact_in_float_and_rescues_dynamic_int8_from_an_outlier_ch
     rescued = run(recipes.dynamic(smoothed, tmp_path / "smoothed.int8.onnx", per_channel=True))
     agree = lambda out: float((out.argmax(1) == reference.argmax(1)).mean())  # noqa: E731
     assert agree(plain) < 0.6 and agree(rescued) > 0.9
+
+
+def test_fallback_bisects_to_the_fewest_float_layers_that_meet_the_budget(tmp_path):
+    from edgeopt.stages.sensitivity import LayerRow, Score, _float_top
+
+    class Scorer:  # drop falls below the budget once the top 5 layers are float
+        def score(self, path):
+            count = int(path.read_text())
+            return Score(drop=0.0 if count >= 5 else 0.5 - 0.05 * count, relative_l2=0.0, how="stub")
+
+    def quantize(floated, out):
+        out.write_text(str(len(floated)))
+        return out
+
+    table = [LayerRow(node=f"conv{i}", op_type="Conv", rank=i + 1) for i in range(12)]
+    result, path = _float_top(quantize, table, Scorer(), Score(drop=0.5, relative_l2=0.0, how="stub"), 0.01,
+                              tmp_path, None, 0, False, "added-error")
+    assert result.met and result.float_layers == [f"conv{i}" for i in range(5)] and path.read_text() == "5"
+    assert result.trials == 6  # 1, 2, 4, 8 (meets), then 6 and 5 by bisection
+
+    # budget unreachable within max_float: no partial float set is kept by default
+    result, path = _float_top(quantize, table, Scorer(), Score(drop=0.5, relative_l2=0.0, how="stub"), 0.01,
+                              tmp_path, 3, 0, False, "added-error")
+    assert not result.met and result.float_layers == [] and path is None and result.drop_after == 0.5

@@ -167,32 +167,46 @@ def keep_sensitive_in_float(quantize: Quantizer, layers: list[tuple[str, str]], 
 def _float_top(quantize: Quantizer, table: list[LayerRow], scorer: Scorer, start: Score, budget: float,
                workdir: Path, max_float: int | None, trials: int, keep_partial: bool,
                ranking: str) -> tuple[Fallback, Path | None]:
+    """Float the top 1, 2, 4, ... layers until the budget holds, then bisect down to the fewest
+    that still hold it (each float layer costs latency)."""
     limit = min(len(table), max_float if max_float is not None else len(table))
-    counts, count = [], 1
-    while count < limit:
-        counts.append(count)
-        count *= 2
-    counts.append(limit)
-    best_drop, best_path, best_floated = start.drop, None, []
-    for count in counts if limit else []:
+    best = {"drop": start.drop, "path": None, "floated": []}
+
+    def trial(count: int) -> bool:
+        nonlocal trials
         floated = [row.node for row in table[:count]]
         candidate = workdir / f"float{count}.onnx"
         score = scorer.score(quantize(list(floated), candidate))
         trials += 1
         table[count - 1].drop_after = round(score.drop, 6)
-        if score.drop < best_drop:
-            if best_path is not None:
-                best_path.unlink(missing_ok=True)
-            best_drop, best_path, best_floated = score.drop, candidate, floated
+        met, best_met = score.drop <= budget, best["drop"] <= budget
+        # within the budget: the fewest float layers win; outside it: the lowest drop
+        if (met and (not best_met or count < len(best["floated"]))) or (not met and not best_met
+                                                                          and score.drop < best["drop"]):
+            if best["path"] is not None:
+                best["path"].unlink(missing_ok=True)
+            best.update(drop=score.drop, path=candidate, floated=floated)
         else:
             candidate.unlink(missing_ok=True)
-        if score.drop <= budget:
+        return score.drop <= budget
+
+    low, count = 0, 1  # low: largest count known to miss the budget
+    while limit and count <= limit:
+        if trial(count):
+            high = count
+            while high - low > 1:  # the fewest layers that meet the budget lie in (low, high]
+                middle = (low + high) // 2
+                if trial(middle):
+                    high = middle
+                else:
+                    low = middle
             break
-    if best_drop > budget and not keep_partial and best_path is not None:
-        best_path.unlink(missing_ok=True)
-        best_drop, best_path, best_floated = start.drop, None, []
+        low, count = count, (count * 2 if count * 2 <= limit or count == limit else limit)
+    if best["drop"] > budget and not keep_partial and best["path"] is not None:
+        best["path"].unlink(missing_ok=True)
+        best.update(drop=start.drop, path=None, floated=[])
     for row in table:
-        row.kept_float = row.node in best_floated
-    result = Fallback(budget=budget, drop_before=start.drop, drop_after=best_drop, met=best_drop <= budget,
-                      float_layers=best_floated, layers=table, trials=trials, ranking=ranking)
-    return result, best_path
+        row.kept_float = row.node in best["floated"]
+    result = Fallback(budget=budget, drop_before=start.drop, drop_after=best["drop"], met=best["drop"] <= budget,
+                      float_layers=best["floated"], layers=table, trials=trials, ranking=ranking)
+    return result, best["path"]
