@@ -98,7 +98,7 @@ class QuantizeResult(BaseModel):
     calibration_samples: int  # samples whose activations set the ranges
     selection_samples: int  # held-apart calibration samples that chose recipe and float layers
     data_roles: str  # which data did what, in words (the evaluation data is never seen here)
-    calibration_seconds: float
+    calibration_seconds: float  # range collection (every method tried) and bias correction
     calibrated_tensors: int
     quantized_nodes: int
     activation_type: str
