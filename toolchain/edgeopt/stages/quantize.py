@@ -75,8 +75,8 @@ class QuantizeConfig(BaseModel):
     max_fallback_layers: int = Field(64, ge=0, description="layers ranked by the accuracy-aware fallback")
     max_float_fraction: float = Field(0.5, gt=0, le=1, description="share of compute layers that may stay float; "
                                       "beyond half, the model is no longer an INT8 model worth deploying")
-    partial_fallback: bool = Field(False, description="keep float layers that narrow but do not close the gap to "
-                                   "the budget (they cost latency, and the gate fails anyway)")
+    partial_fallback: bool = Field(True, description="keep the float layers that lowered the drop most even when "
+                                   "none met the budget; False: all-INT8 then (float layers cost latency)")
     selection_share: float = Field(0.25, gt=0, lt=1, description="share of the calibration samples held apart "
                                    "from range collection to choose the recipe and the float layers")
 
