@@ -14,7 +14,8 @@ Recipes, all through ONNX Runtime's quantizer (the maintained implementation):
   quantization, on the unfused graph (TensorRT fuses itself and cannot parse ORT's fused ops),
   so ONNX Runtime can run it to validate accuracy on the CPU.
 - CNNs on CPU targets also get bias-corrected static Q/DQ (bias_correction.py) from the
-  configured ranges (min/max, the default, adds percentile); the selection data picks.
+  configured ranges (min/max, the default, adds percentile), each also with the first conv in
+  float; the selection data picks.
 Then the accuracy-aware fallback (sensitivity.py) keeps sensitive layers in float if needed.
 """
 
@@ -46,11 +47,9 @@ COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
 # COMPUTE_OPS only: the mask Add and the softmax path must stay float (REFERENCE.md).
 PASS_THROUGH_OPS = ["Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose",
                     "Squeeze", "Unsqueeze", "Concat", "Resize", "Add"]
-# CNNs on CPU: bias-corrected static Q/DQ per range method. EfficientNet-Lite1, real photos, logit
-# cosine to FP32 on the evaluation split: min/max 0.974 -> 0.989 corrected, percentile 0.977 -> 0.9915.
-# Tried and dropped (docs/BENCHMARKS.md): equalizing the depthwise convs' input channel ranges
-# (cross-layer equalization through ReLU6, which Nagel et al. first turn into ReLU: FP32 cosine 0.71
-# here) moved FP32 itself (0.9996) and INT8 not at all; entropy ranges equal min/max.
+# CNNs on CPU: bias-corrected static Q/DQ per range method. EfficientNet-Lite1, logit cosine on unseen photos:
+# min/max 0.974 -> 0.989 corrected, percentile 0.977 -> 0.9915. Cross-layer/range equalization into the
+# depthwise convs (through ReLU6) was measured and dropped: no gain (docs/BENCHMARKS.md).
 CNN_METHODS = ("minmax", "percentile")
 SMOOTHING_ALPHAS = (0.5, 0.8)  # SmoothQuant migration strengths tried for encoders; the selection data picks
 METHODS = calibration.METHODS
@@ -266,6 +265,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
                 graphs[mode] = onnx.load(str(smoothed), load_external_data=False)
     if not recipe.tensorrt and not encoder and any(n.op_type == "Conv" for n in model.graph.node):
         # the default min/max also tries percentile ranges; a method the user named is the only one
+        graph_inputs = {i.name for i in model.graph.input}
         for method in CNN_METHODS if config.method == "minmax" else (config.method,):
             mode = f"static-qdq-{method}-biascorr"
             cache = ort_cache if method == config.method else work / f"{method}.{calibration.ORT_CACHE}"
@@ -277,6 +277,10 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
                     prepared, lambda path, c=cache, m=method: _Recipe(path, target, c, m, static_ops).static, calib,
                     work / mode, threads=threads)
                 graphs[mode] = model
+                # the first conv reads the raw input; float costs little (EfficientNet-Lite1: 0.9915 -> 0.9933, same speed)
+                if first := [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in graph_inputs]:
+                    builders[f"{mode}-float-first"] = builders[mode].keeping_float(first)
+                    graphs[f"{mode}-float-first"] = model
             except Exception as exc:  # the plain static recipe still stands
                 failed[mode] = cause_text(exc, 200)
     calibration_seconds = round(time.perf_counter() - started, 3)
@@ -314,7 +318,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         final = best or final
     shutil.copyfile(final, out_dir / OUTPUT)
     int8 = onnx.load(str(out_dir / OUTPUT), load_external_data=False)
-    method = next((m for m in ranges_by if chosen.mode == f"static-qdq-{m}-biascorr"), config.method)
+    method = next((m for m in ranges_by if chosen.mode.startswith(f"static-qdq-{m}-biascorr")), config.method)
     calibration.write_calibration_json(out_dir / calibration.CALIBRATION_JSON, method, len(calib), ranges_by[method],
                                        None if chosen.mode.startswith("dynamic") else int8)
     if trt_cache:

@@ -183,3 +183,7 @@ class BiasCorrectedStatic:
     def __call__(self, exclude: list[str], out: Path) -> Path:
         source = self.corrected if not exclude else self._write(exclude, self.workdir / "bias.trial.onnx")
         return self.build_from(source)(exclude, out)
+
+    def keeping_float(self, nodes: list[str]) -> Callable[[list[str], Path], Path]:
+        """The same builder with `nodes` always in float (and their original biases)."""
+        return lambda exclude, out: self(list(dict.fromkeys([*nodes, *exclude])), out)
