@@ -83,7 +83,8 @@ def _quantization(quant: dict | None) -> list[str]:
              f"on {quant['calibration_samples']} samples ({quant['method']})"]
     fallback = quant.get("fallback")
     if fallback:
-        verdict = "met" if fallback["met"] else "NOT met (best result kept)"
+        kept = "best float set kept" if fallback["float_layers"] else "all-INT8 kept"
+        verdict = "met" if fallback["met"] else f"NOT met ({kept})"
         lines.append(f"  fallback   budget {fallback['budget']:.4g}: drop {fallback['drop_before']:.4g} -> "
                      f"{fallback['drop_after']:.4g}, {verdict}; float layers: {', '.join(fallback['float_layers']) or 'none'}")
         leave_one_out = fallback.get("ranking", "leave-one-out") == "leave-one-out"
