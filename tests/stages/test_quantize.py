@@ -39,14 +39,19 @@ def _top1(path: Path, data) -> float:
 def test_digits_int8_for_the_host_cpu_is_within_one_point(digits, tmp_path):
     fp32, calib, evaluation = digits
     result = quantize(fp32, calib, targets.resolve("cpu-x86-avx512"), tmp_path, config=QUICK)
-    assert result.mode == "static-qdq" and result.activation_type == "uint8" and result.per_channel
+    assert result.mode.startswith("static-qdq") and result.activation_type == "uint8" and result.per_channel
+    corrected = {f"static-qdq-{m}-biascorr{f}" for m in ("minmax", "percentile") for f in ("", "-float-first")}
+    assert {c.mode for c in result.candidates} == {"static-qdq"} | corrected  # a CNN: bias-corrected too
     assert _top1(fp32, evaluation) - _top1(tmp_path / "model.int8.onnx", evaluation) <= 0.01
     assert result.budget_met and result.calibration_seconds < 30
     # honest selection: 3 of 4 calibration samples set the ranges, the 4th quarter chooses; eval unseen
     assert (result.calibration_samples, result.selection_samples) == (192, 64)
     assert "evaluation data not used" in result.data_roles
     ranges = json.loads((tmp_path / "calibration.json").read_text())
-    assert ranges["method"] == "minmax" and ranges["tensors"]["image"]["quantized"]["dtype"] == "uint8"
+    assert ranges["method"] == result.method
+    quantized = {name: t["quantized"] for name, t in ranges["tensors"].items() if t["quantized"]}
+    assert quantized and {q["dtype"] for q in quantized.values()} == {"uint8"}
+    assert ("image" in quantized) != result.mode.endswith("-float-first")  # a float first conv reads float pixels
     assert not (tmp_path / "calibration.cache").exists()  # only TensorRT <= 10 targets get one
 
 
@@ -117,7 +122,8 @@ def test_fallback_keeps_the_sensitive_layer_in_float_and_meets_the_budget(tmp_pa
     assert result.selection_samples == 64  # ...judged on held-apart calibration samples only
     assert fallback.float_layers == ["fc1"]  # only the sensitive layer stays float
     ranked = {row.node: row for row in fallback.layers}
-    assert ranked["fc1"].rank == 1 and ranked["fc1"].saved > 0.5 and ranked["fc1"].kept_float
+    assert fallback.ranking == "added-error" and fallback.trials <= 3  # one ranking pass, then 1, 2, ... floated
+    assert ranked["fc1"].rank == 1 and ranked["fc1"].added_error > ranked["fc2"].added_error and ranked["fc1"].kept_float
     assert not ranked["fc2"].kept_float and not ranked["fc3"].kept_float
     assert _top1(tmp_path / "out" / "model.int8.onnx", evaluation) >= 0.95
 
@@ -220,3 +226,27 @@ def test_smoothing_is_exact_in_float_and_rescues_dynamic_int8_from_an_outlier_ch
     rescued = run(recipes.dynamic(smoothed, tmp_path / "smoothed.int8.onnx", per_channel=True))
     agree = lambda out: float((out.argmax(1) == reference.argmax(1)).mean())  # noqa: E731
     assert agree(plain) < 0.6 and agree(rescued) > 0.9
+
+
+def test_fallback_bisects_to_the_fewest_float_layers_that_meet_the_budget(tmp_path):
+    from edgeopt.stages.sensitivity import LayerRow, Score, _float_top
+
+    class Scorer:  # drop falls below the budget once the top 5 layers are float
+        def score(self, path):
+            count = int(path.read_text())
+            return Score(drop=0.0 if count >= 5 else 0.5 - 0.05 * count, relative_l2=0.0, how="stub")
+
+    def quantize(floated, out):
+        out.write_text(str(len(floated)))
+        return out
+
+    table = [LayerRow(node=f"conv{i}", op_type="Conv", rank=i + 1) for i in range(12)]
+    result, path = _float_top(quantize, table, Scorer(), Score(drop=0.5, relative_l2=0.0, how="stub"), 0.01,
+                              tmp_path, None, 0, False, "added-error")
+    assert result.met and result.float_layers == [f"conv{i}" for i in range(5)] and path.read_text() == "5"
+    assert result.trials == 6  # 1, 2, 4, 8 (meets), then 6 and 5 by bisection
+
+    # budget unreachable within max_float: no partial float set is kept by default
+    result, path = _float_top(quantize, table, Scorer(), Score(drop=0.5, relative_l2=0.0, how="stub"), 0.01,
+                              tmp_path, 3, 0, False, "added-error")
+    assert not result.met and result.float_layers == [] and path is None and result.drop_after == 0.5

@@ -39,7 +39,7 @@ if __package__:  # imported as edgeopt.device_runner (the toolchain, its tests)
     from .device_runtime import Cuda, Refused, Session, layer_report, time_engine
 else:  # run as a script on the device, with device_runtime.py beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from device_runtime import Cuda, Refused, Session, layer_report, time_engine  # noqa: E402
+    from device_runtime import Cuda, Refused, Session, layer_report, time_engine
 
 
 # --- the build, from build_plan.json -----------------------------------------------------------
@@ -353,7 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     folder = os.path.dirname(os.path.abspath(__file__))
     try:
         try:
-            import tensorrt as trt  # noqa: the system TensorRT that JetPack installs
+            import tensorrt as trt  # the system TensorRT that JetPack installs
         except ImportError:
             raise Refused("TensorRT is not importable by {}: install JetPack (sudo apt install nvidia-jetpack)".format(
                 sys.executable), 3)

@@ -54,7 +54,8 @@ class _Progress:
 @click.option("--trust-pickle", is_flag=True, help=".pt2 models: allow pickled parts (unpickling runs code stored in the file).")
 @click.option("--force", is_flag=True, help="Let --out replace a folder that is not an edgeopt build.")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=256, show_default=True, help="Calibration samples (deterministic sample).")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
+              help="activation ranges; with minmax, CNNs on CPU targets also try percentile ranges (selection data picks)")
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), help="Override the target's accuracy gate (fraction, 0.01 = 1 point).")
 @click.option("--latency-seconds", type=click.FloatRange(min=0.05), default=2.0, show_default=True,
               help="Seconds of timed runs per model when measuring host latency.")

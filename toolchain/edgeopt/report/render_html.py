@@ -95,9 +95,12 @@ def _comparison(c: dict) -> str:
                 for side in ("baseline", "current") if r[side] is not None]
     out.append(bars_svg("accuracy by precision", accuracy))
     sensitivity = c.get("sensitivity") or []
-    if sensitivity:
+    if sensitivity and sensitivity[0].get("drop_if_float") is not None:
         out.append(bars_svg("per-layer sensitivity (accuracy drop if float)",
                             [(r["node"], r["drop_if_float"], "#8172b2") for r in sensitivity[:12]], height=380))
+    elif sensitivity:
+        out.append(bars_svg("per-layer sensitivity (relative output error the layer adds)",
+                            [(r["node"], r.get("added_error") or 0.0, "#8172b2") for r in sensitivity[:12]], height=380))
     out.append("</div>")
     return "\n".join(out)
 

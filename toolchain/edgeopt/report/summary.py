@@ -83,13 +83,18 @@ def _quantization(quant: dict | None) -> list[str]:
              f"on {quant['calibration_samples']} samples ({quant['method']})"]
     fallback = quant.get("fallback")
     if fallback:
-        verdict = "met" if fallback["met"] else "NOT met (best result kept)"
+        kept = "best float set kept" if fallback["float_layers"] else "all-INT8 kept"
+        verdict = "met" if fallback["met"] else f"NOT met ({kept})"
         lines.append(f"  fallback   budget {fallback['budget']:.4g}: drop {fallback['drop_before']:.4g} -> "
                      f"{fallback['drop_after']:.4g}, {verdict}; float layers: {', '.join(fallback['float_layers']) or 'none'}")
-        lines.append("    rank  layer                                    op       drop if float  saved   float")
+        leave_one_out = fallback.get("ranking", "leave-one-out") == "leave-one-out"
+        lines.append("    rank  layer                                    op       " +
+                     ("drop if float  saved   float" if leave_one_out else "added error    float"))
         for row in fallback["layers"][:20]:
-            lines.append(f"    {row['rank']:>4}  {row['node'][:40]:<40} {row['op_type']:<8} {row['drop_if_float']:>13.4f}"
-                         f"  {row['saved']:>6.4f}  {'yes' if row['kept_float'] else 'no'}")
+            value = (f"{row['drop_if_float']:>13.4f}  {row['saved']:>6.4f}" if leave_one_out
+                     else f"{row.get('added_error') or 0:>11.4f}  ")
+            lines.append(f"    {row['rank']:>4}  {row['node'][:40]:<40} {row['op_type']:<8} {value}"
+                         f"  {'yes' if row['kept_float'] else 'no'}")
     return lines
 
 

@@ -8,6 +8,8 @@ The ranges are stored in ONNX Runtime's own calibration-cache JSON (`save_tensor
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import struct
 import tempfile
@@ -62,8 +64,10 @@ def calibrate(model_path: Path, data: Dataset, method: str, op_types: list[str],
     with tempfile.TemporaryDirectory(prefix="edgeopt-calib-") as scratch:
         calibrator = create_calibrator(model_path, op_types, augmented_model_path=str(Path(scratch) / "augmented.onnx"),
                                        calibrate_method=METHODS[method], extra_options=options)
-        calibrator.collect_data(Reader(data, graph_input_names(model_path)))
-        tensors = calibrator.compute_data()
+        # ONNX Runtime's histogram calibrators print progress; edgeopt's output (--json) must stay its own
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            calibrator.collect_data(Reader(data, graph_input_names(model_path)))
+            tensors = calibrator.compute_data()
         del calibrator
     save_tensors_data(tensors, cache_path)
     return ranges_of(tensors)

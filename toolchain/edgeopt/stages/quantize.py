@@ -13,6 +13,9 @@ Recipes, all through ONNX Runtime's quantizer (the maintained implementation):
 - tensorrt targets: symmetric s8 Q/DQ on the inputs of Conv, Gemm and MatMul only, no bias
   quantization, on the unfused graph (TensorRT fuses itself and cannot parse ORT's fused ops),
   so ONNX Runtime can run it to validate accuracy on the CPU.
+- CNNs on CPU targets also get bias-corrected static Q/DQ (bias_correction.py) from the
+  configured ranges (min/max, the default, adds percentile), each also with the first conv in
+  float; the selection data picks.
 Then the accuracy-aware fallback (sensitivity.py) keeps sensitive layers in float if needed.
 """
 
@@ -29,7 +32,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from pydantic import BaseModel, Field
 
 from edgeopt import bench, host
-from edgeopt.backends.onnxruntime import recipes, smoothing
+from edgeopt.backends.onnxruntime import bias_correction, recipes, smoothing
 from edgeopt.backends.onnxruntime.recipes import DYNAMIC_OPS
 from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
@@ -45,6 +48,10 @@ COMPUTE_OPS = ["Conv", "Gemm", "MatMul"]
 # COMPUTE_OPS only: the mask Add and the softmax path must stay float (REFERENCE.md).
 PASS_THROUGH_OPS = ["Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Reshape", "Flatten", "Transpose",
                     "Squeeze", "Unsqueeze", "Concat", "Resize", "Add"]
+# CNNs on CPU: bias-corrected static Q/DQ per range method. EfficientNet-Lite1, logit cosine on unseen photos:
+# min/max 0.974 -> 0.989 corrected, percentile 0.977 -> 0.9915. Cross-layer/range equalization into the
+# depthwise convs (through ReLU6) was measured and dropped: no gain (docs/BENCHMARKS.md).
+CNN_METHODS = ("minmax", "percentile")
 SMOOTHING_ALPHAS = (0.5, 0.8)  # SmoothQuant migration strengths tried for encoders; the selection data picks
 METHODS = calibration.METHODS
 NOISE = 0.05  # latency differences below this share are run-to-run noise on a shared host
@@ -53,7 +60,8 @@ NOISE = 0.05  # latency differences below this share are run-to-run noise on a s
 class QuantizeConfig(BaseModel):
     """Stage parameters; the pipeline fills them from the build options and the target."""
 
-    method: str = Field("minmax", description="calibration: minmax, entropy or percentile")
+    method: str = Field("minmax", description="calibration: minmax, entropy or percentile; with minmax, CNNs on "
+                        "CPU targets also try percentile ranges")
     max_accuracy_drop: float | None = Field(None, description="budget; None: the target's gate")
     task: str = Field("classification", description="decides the accuracy metric (gates.accuracy_drop)")
     output_kinds: dict[str, str] = Field(default_factory=dict, description="output name -> kind (ModelSpec)")
@@ -66,6 +74,8 @@ class QuantizeConfig(BaseModel):
     max_fallback_layers: int = Field(64, ge=0, description="layers ranked by the accuracy-aware fallback")
     max_float_fraction: float = Field(0.5, gt=0, le=1, description="share of compute layers that may stay float; "
                                       "beyond half, the model is no longer an INT8 model worth deploying")
+    partial_fallback: bool = Field(True, description="keep the float layers that lowered the drop most even when "
+                                   "none met the budget; False: all-INT8 then (float layers cost latency)")
     selection_share: float = Field(0.25, gt=0, lt=1, description="share of the calibration samples held apart "
                                    "from range collection to choose the recipe and the float layers")
 
@@ -87,7 +97,7 @@ class QuantizeResult(BaseModel):
     calibration_samples: int  # samples whose activations set the ranges
     selection_samples: int  # held-apart calibration samples that chose recipe and float layers
     data_roles: str  # which data did what, in words (the evaluation data is never seen here)
-    calibration_seconds: float
+    calibration_seconds: float  # range collection (every method tried) and bias correction
     calibrated_tensors: int
     quantized_nodes: int
     activation_type: str
@@ -164,41 +174,13 @@ class _Recipe:
                         weight_type=QuantType.QInt8, calibrate_method=METHODS[self.method],
                         calibration_cache_path=str(self.ort_cache), extra_options=extra)
         if self.tensorrt:
-            _float_for_other_consumers(out)
+            recipes.float_for_other_consumers(out, COMPUTE_OPS)
         return out
 
     def dynamic(self, exclude: list[str], out: Path) -> Path:
         """Per-channel weights: on MiniLM, cosine to FP32 0.966 -> 0.993 at the same speed."""
         return recipes.dynamic(self.prepared, out, per_channel=True, exclude=exclude,
                                reduce_range=self.target.build.reduce_range)
-
-
-def _float_for_other_consumers(path: Path) -> None:
-    """ONNX Runtime rewires every consumer of a quantized tensor to its DequantizeLinear output;
-    give the non-compute ones (a residual Add, a mask path) the float tensor back, so TensorRT sees
-    Q/DQ only before Conv/Gemm/MatMul."""
-    model = onnx.load(str(path))
-    produced_by = {o: n for n in model.graph.node for o in n.output}
-    original = {}
-    for node in model.graph.node:
-        source = produced_by.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if source is not None and source.op_type == "QuantizeLinear":
-            original[node.output[0]] = source.input[0]
-    for node in model.graph.node:
-        if node.op_type not in COMPUTE_OPS and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            for index, name in enumerate(node.input):
-                if name in original:
-                    node.input[index] = original[name]
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    while True:  # drop Q/DQ pairs nobody reads any more
-        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            model.graph.node.remove(node)
-        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    onnx.save(model, str(path))
 
 
 def _weighted_nodes(model: onnx.ModelProto, ops: list[str]) -> list[tuple[str, str]]:
@@ -252,7 +234,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
     ort_cache = work / calibration.ORT_CACHE
     ranges = calibration.calibrate(prepared, calib, config.method, calib_ops, ort_cache,
                                    symmetric=target.backend == "tensorrt")
-    calibration_seconds = round(time.perf_counter() - started, 3)
+    ranges_by = {config.method: ranges}
 
     recipe = _Recipe(prepared, target, ort_cache, config.method, static_ops)
     builders = {"tensorrt-qdq" if recipe.tensorrt else "static-qdq": recipe.static}
@@ -281,6 +263,27 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
                 mode = f"dynamic-smooth{alpha}"
                 builders[mode] = _Recipe(smoothed, target, ort_cache, config.method, static_ops).dynamic
                 graphs[mode] = onnx.load(str(smoothed), load_external_data=False)
+    if not recipe.tensorrt and not encoder and any(n.op_type == "Conv" for n in model.graph.node):
+        # the default min/max also tries percentile ranges; a method the user named is the only one
+        graph_inputs = {i.name for i in model.graph.input}
+        for method in CNN_METHODS if config.method == "minmax" else (config.method,):
+            mode = f"static-qdq-{method}-biascorr"
+            cache = ort_cache if method == config.method else work / f"{method}.{calibration.ORT_CACHE}"
+            try:
+                if method not in ranges_by:
+                    ranges_by[method] = calibration.calibrate(prepared, calib, method, calib_ops, cache)
+                (work / mode).mkdir()
+                builders[mode] = bias_correction.BiasCorrectedStatic(
+                    prepared, lambda path, c=cache, m=method: _Recipe(path, target, c, m, static_ops).static, calib,
+                    work / mode, threads=threads)
+                graphs[mode] = model
+                # the first conv reads the raw input; float costs little (EfficientNet-Lite1: 0.9915 -> 0.9933, same speed)
+                if first := [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in graph_inputs]:
+                    builders[f"{mode}-float-first"] = builders[mode].keeping_float(first)
+                    graphs[f"{mode}-float-first"] = model
+            except Exception as exc:  # the plain static recipe still stands
+                failed[mode] = cause_text(exc, 200)
+    calibration_seconds = round(time.perf_counter() - started, 3)
     scorer = Scorer(fp32_path, selection, config.task, threads,
                     config.output_kinds, config.metric, config.spec_outputs)
     built = {}
@@ -310,18 +313,20 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         layers = _weighted_nodes(graphs[chosen.mode], ops)
         fallback, best = keep_sensitive_in_float(builders[chosen.mode], layers, scorer, scores[chosen.mode], budget, work,
                                                  config.max_fallback_layers,
-                                                 max(1, int(len(layers) * config.max_float_fraction)))
+                                                 max(1, int(len(layers) * config.max_float_fraction)),
+                                                 int8_path=built[chosen.mode], keep_partial=config.partial_fallback)
         final = best or final
     shutil.copyfile(final, out_dir / LAYOUT.int8_onnx)
     int8 = onnx.load(str(out_dir / LAYOUT.int8_onnx), load_external_data=False)
-    calibration.write_calibration_json(out_dir / LAYOUT.calibration_json, config.method, len(calib), ranges,
+    method = next((m for m in ranges_by if chosen.mode.startswith(f"static-qdq-{m}-biascorr")), config.method)
+    calibration.write_calibration_json(out_dir / LAYOUT.calibration_json, method, len(calib), ranges_by[method],
                                        None if chosen.mode.startswith("dynamic") else int8)
     if trt_cache:
         calibration.write_tensorrt_cache(out_dir / LAYOUT.tensorrt_calibration_cache, ranges, target.software.tensorrt)
     shutil.rmtree(work, ignore_errors=True)
     drop = fallback.drop_after if fallback else chosen.accuracy_drop
     return QuantizeResult(
-        method=config.method, recipe="tensorrt-explicit-qdq" if recipe.tensorrt else "onnxruntime-cpu",
+        method=method, recipe="tensorrt-explicit-qdq" if recipe.tensorrt else "onnxruntime-cpu",
         mode=chosen.mode, graph_optimization=optimization, calibration_samples=len(calib),
         selection_samples=len(selection), data_roles=roles,
         calibration_seconds=calibration_seconds, calibrated_tensors=len(ranges),
@@ -352,7 +357,7 @@ def _choose(candidates: list[Candidate], encoder: bool, measured: bool) -> tuple
     if within and len(within) == 1:
         return within[0], f"{within[0].mode}: the only recipe within the budget"
     pool = within or candidates
-    kind = [c for c in pool if c.mode.startswith("dynamic")] if encoder else [c for c in pool if c.mode == "static-qdq"]
+    kind = [c for c in pool if c.mode.startswith("dynamic")] if encoder else [c for c in pool if c.mode.startswith("static-qdq")]
     best = min(kind or pool, key=lambda c: (c.accuracy_drop, c.relative_l2))
     why = "not timed (the target is not this host)" if not measured else "none within the budget"
     return best, f"{best.mode}: {why}; rule: most faithful dynamic recipe for encoders, static Q/DQ for CNNs"

@@ -73,3 +73,31 @@ def matmul_nbits8(prepared: Path, out: Path, *, block_size: int = 128, accuracy_
     quantizer.process()
     quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
     return out
+
+
+def float_for_other_consumers(path: Path, compute_ops: list[str]) -> None:
+    """ONNX Runtime rewires every consumer of a quantized tensor to its DequantizeLinear output;
+    give the non-compute ones (a residual Add, a mask path) the float tensor back, so TensorRT sees
+    Q/DQ only before Conv/Gemm/MatMul."""
+    model = onnx.load(str(path))
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    original = {}
+    for node in model.graph.node:
+        source = produced_by.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if source is not None and source.op_type == "QuantizeLinear":
+            original[node.output[0]] = source.input[0]
+    for node in model.graph.node:
+        if node.op_type not in compute_ops and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            for index, name in enumerate(node.input):
+                if name in original:
+                    node.input[index] = original[name]
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    while True:  # drop Q/DQ pairs nobody reads any more
+        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    onnx.save(model, str(path))
