@@ -250,3 +250,18 @@ def test_fallback_bisects_to_the_fewest_float_layers_that_meet_the_budget(tmp_pa
     result, path = _float_top(quantize, table, Scorer(), Score(drop=0.5, relative_l2=0.0, how="stub"), 0.01,
                               tmp_path, 3, 0, False, "added-error")
     assert not result.met and result.float_layers == [] and path is None and result.drop_after == 0.5
+
+
+def test_a_lucky_negative_drop_does_not_beat_a_smaller_output_error():
+    """Among equally fast recipes within budget, INT8 'gaining' a selection sample is luck: the
+    recipe with the smaller error to FP32 wins (fine-tuned MiniLM, docs/BENCHMARKS.md)."""
+    from edgeopt.stages.quantize import Candidate, _choose
+
+    lucky = Candidate(mode="dynamic", accuracy_drop=-0.027, relative_l2=0.059, latency_p50_ms=7.3, bytes=1,
+                      within_budget=True)
+    faithful = Candidate(mode="dynamic-smooth0.8", accuracy_drop=0.0, relative_l2=0.034, latency_p50_ms=7.4, bytes=1,
+                         within_budget=True)
+    worse = Candidate(mode="dynamic-smooth0.5", accuracy_drop=0.027, relative_l2=0.02, latency_p50_ms=7.2, bytes=1,
+                      within_budget=True)
+    assert _choose([lucky, faithful, worse], encoder=True, measured=True)[0].mode == "dynamic-smooth0.8"
+    assert _choose([lucky, faithful, worse], encoder=True, measured=False)[0].mode == "dynamic-smooth0.8"

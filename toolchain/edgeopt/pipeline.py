@@ -142,7 +142,7 @@ class Pipeline:
         from edgeopt.stages.quantize import QuantizeConfig, QuantizeStage
         from edgeopt.stages.validate import ValidateStage
         from edgeopt.stages.precision import Fp16Stage, apply_precision, needs_fp16_onnx
-        from edgeopt.stages.quantize import judging_fields
+        from edgeopt.stages.validate import judging_fields
         from edgeopt.models.spec import with_overrides
 
         o = self.options

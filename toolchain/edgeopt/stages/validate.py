@@ -43,3 +43,10 @@ def judging_params(spec) -> dict:
     if spec.metric:
         params["metric"] = {"reference": spec.metric, "sha256": sha256_file(Path(spec.metric.rpartition(":")[0]))}
     return params
+
+
+def judging_fields(spec) -> dict:
+    """QuantizeConfig fields that make the fallback judge as the validate stage and the gate do."""
+    metric = judging_params(spec).get("metric") or {}
+    return {"output_kinds": spec.output_kinds, "spec_outputs": spec.outputs, "metric": metric.get("reference"),
+            "metric_sha256": metric.get("sha256")}
