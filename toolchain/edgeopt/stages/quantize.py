@@ -31,13 +31,14 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from pydantic import BaseModel, Field
 
-from edgeopt import bench, host
+from edgeopt import host
 from edgeopt.backends.onnxruntime import bias_correction, recipes, smoothing
 from edgeopt.backends.onnxruntime.recipes import DYNAMIC_OPS
 from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import cause_text
 from edgeopt.stages import calibration
+from edgeopt.stages.recipe_choice import Candidate, choose, time_candidates
 from edgeopt.stages.sensitivity import Fallback, Scorer, keep_sensitive_in_float
 from edgeopt.targets import TargetProfile
 
@@ -54,7 +55,6 @@ PASS_THROUGH_OPS = ["Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool
 CNN_METHODS = ("minmax", "percentile")
 SMOOTHING_ALPHAS = (0.5, 0.8)  # SmoothQuant migration strengths tried for encoders; the selection data picks
 METHODS = calibration.METHODS
-NOISE = 0.05  # latency differences below this share are run-to-run noise on a shared host
 
 
 class QuantizeConfig(BaseModel):
@@ -70,7 +70,7 @@ class QuantizeConfig(BaseModel):
     metric_sha256: str | None = Field(None, description="the metric file's content: part of the cache key")
     threads: int | None = Field(None, description="threads for scoring and timing; None: the target's or all")
     measure_latency: bool | None = Field(None, description="time candidates here; None: when the target is this host")
-    latency_seconds: float = Field(1.0, gt=0, description="timed seconds per candidate comparison")
+    latency_seconds: float = Field(2.0, gt=0, description="timed seconds per candidate comparison")
     max_fallback_layers: int = Field(64, ge=0, description="layers ranked by the accuracy-aware fallback")
     max_float_fraction: float = Field(0.5, gt=0, le=1, description="share of compute layers that may stay float; "
                                       "beyond half, the model is no longer an INT8 model worth deploying")
@@ -78,15 +78,6 @@ class QuantizeConfig(BaseModel):
                                    "none met the budget; False: all-INT8 then (float layers cost latency)")
     selection_share: float = Field(0.25, gt=0, lt=1, description="share of the calibration samples held apart "
                                    "from range collection to choose the recipe and the float layers")
-
-
-class Candidate(BaseModel):
-    mode: str  # static-qdq | dynamic | dynamic-unfused (encoders) | tensorrt-qdq
-    accuracy_drop: float
-    relative_l2: float
-    latency_p50_ms: float | None = None
-    bytes: int
-    within_budget: bool
 
 
 class QuantizeResult(BaseModel):
@@ -298,14 +289,12 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         raise RuntimeError(f"every INT8 recipe failed: {failed}")
     scores = {mode: scorer.score(path) for mode, path in built.items()}
     measure = host.stands_for(target)[0] if config.measure_latency is None else config.measure_latency
-    latency = {}
-    if measure and len(built) > 1:
-        timed = bench.measure_onnx({"fp32": fp32_path, **built}, calib, threads, duration_s=config.latency_seconds)
-        latency = {key: value.p50 for key, value in timed.items()}
+    latency = time_candidates(fp32_path, built, scores, budget, calib, threads, config.latency_seconds) \
+        if measure and len(built) > 1 else {}
     candidates = [Candidate(mode=mode, accuracy_drop=scores[mode].drop, relative_l2=scores[mode].relative_l2,
                             latency_p50_ms=latency.get(mode), bytes=path.stat().st_size,
                             within_budget=scores[mode].drop <= budget) for mode, path in built.items()]
-    chosen, choice = _choose(candidates, encoder, bool(latency))
+    chosen, choice = choose(candidates, encoder, bool(latency))
 
     fallback, final = None, built[chosen.mode]
     if not chosen.within_budget and config.max_fallback_layers > 0:
@@ -339,35 +328,6 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         candidates=candidates, failed_recipes=failed, choice=choice, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
         budget=budget, budget_met=drop <= budget, fallback=fallback,
         tensorrt_cache=LAYOUT.tensorrt_calibration_cache if trt_cache else None)
-
-
-def _fidelity(candidate: Candidate) -> tuple[float, float]:
-    """Most faithful first. A negative drop (INT8 right where FP32 was wrong on a few selection
-    samples) is luck, not quality: floored at zero, so the output error to FP32 decides. Measured
-    on a fine-tuned MiniLM, ranking by raw drop picked a recipe whose selection 'gain' of one
-    sample hid twice the logit error of the one it beat (docs/BENCHMARKS.md)."""
-    return max(candidate.accuracy_drop, 0.0), candidate.relative_l2
-
-
-def _choose(candidates: list[Candidate], encoder: bool, measured: bool) -> tuple[Candidate, str]:
-    """When timed here: among the candidates within budget, those within NOISE of the fastest
-    are ties on this shared host, and the most faithful of them wins. Not timed: the most
-    faithful dynamic recipe for encoders, static Q/DQ for CNNs."""
-    within = [c for c in candidates if c.within_budget]
-    if len(candidates) == 1:
-        return candidates[0], f"{candidates[0].mode}: the only recipe for this target"
-    if measured and within:
-        fastest = min(c.latency_p50_ms for c in within)
-        best = min((c for c in within if c.latency_p50_ms <= fastest * (1 + NOISE)), key=_fidelity)
-        return best, (f"{best.mode}: most faithful of the recipes within {NOISE:.0%} of the fastest, within the "
-                      f"budget on this host ({best.latency_p50_ms:.3f} ms p50)")
-    if within and len(within) == 1:
-        return within[0], f"{within[0].mode}: the only recipe within the budget"
-    pool = within or candidates
-    kind = [c for c in pool if c.mode.startswith("dynamic")] if encoder else [c for c in pool if c.mode.startswith("static-qdq")]
-    best = min(kind or pool, key=_fidelity)
-    why = "not timed (the target is not this host)" if not measured else "none within the budget"
-    return best, f"{best.mode}: {why}; rule: most faithful dynamic recipe for encoders, static Q/DQ for CNNs"
 
 
 class QuantizeStage:
