@@ -21,7 +21,6 @@ from pydantic import BaseModel
 
 import onnx
 import onnxruntime as ort
-from onnx import helper
 
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
@@ -89,13 +88,7 @@ def _exposing(path: Path, nodes: list[str], threads: int) -> tuple[ort.Inference
     off so the tensors keep their names."""
     model = onnx.load(str(path))
     outputs = {n.name: n.output[0] for n in model.graph.node if n.name in nodes}
-    known = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                              for t in outputs.values() if t not in known)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]), outputs
+    return runtime.exposing(model, outputs.values(), threads), outputs
 
 
 def rank_by_added_error(fp32_path: Path, int8_path: Path, layers: list[tuple[str, str]], data: Dataset,

@@ -19,9 +19,9 @@ from typing import Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 
 BATCH = 1  # samples per run: the batch the deployed model takes (its batch axis may be fixed)
@@ -67,17 +67,10 @@ def _patch_mean(x: np.ndarray, node: onnx.NodeProto, kernel: tuple[int, int]) ->
 def input_means(model: onnx.ModelProto, layers: dict[str, onnx.NodeProto], data: Dataset,
                 threads: int = 2) -> dict[str, np.ndarray]:
     """{node: mean input patch} over `data`: [C_in, kh, kw] for a Conv, [K] for a Gemm."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
     constants = {init.name: init for init in model.graph.initializer}
     inputs = {i.name for i in model.graph.input}
-    known = {o.name for o in model.graph.output}
     tensors = sorted({n.input[0] for n in layers.values()} - inputs)  # graph inputs come from the feed
-    model.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                              for t in tensors if t not in known)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the tensors by name
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = runtime.exposing(model, tensors, threads)
     names = {i.name for i in session.get_inputs()}
     sums: dict[str, np.ndarray] = {}
     for start in range(0, len(data), BATCH):

@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import helper
 
 from edgeopt.data.dataset import Dataset
 
@@ -32,6 +34,19 @@ def session(path: str | Path, threads: int | None = None, optimization: str = "a
     if optimized_output is not None:
         options.optimized_model_filepath = str(optimized_output)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def exposing(model: onnx.ModelProto | str | Path, tensors, threads: int) -> ort.InferenceSession:
+    """A session that also returns the intermediate `tensors` (as float outputs), optimizations
+    off so they keep their names: for range, mean-input and sensitivity measurements."""
+    model = onnx.load(str(model)) if isinstance(model, (str, Path)) else onnx.ModelProto.FromString(model.SerializeToString())
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                              for t in dict.fromkeys(tensors) if t not in known)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def run_all(sess: ort.InferenceSession, data: Dataset, batch_size: int = 64) -> list[np.ndarray]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 
 
@@ -33,14 +33,7 @@ def weighted_matmul_inputs(model: onnx.ModelProto) -> dict[str, list[onnx.NodePr
 
 def channel_maxima(model_path: Path, tensors: list[str], data: Dataset, threads: int = 2) -> dict[str, np.ndarray]:
     """Per-channel (last axis) max |x| of `tensors` over every sample and token of `data`."""
-    model = onnx.load(str(model_path))
-    known = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                              for t in tensors if t not in known)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep the tensors by name
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = runtime.exposing(model_path, tensors, threads)
     names = {i.name for i in session.get_inputs()}
     maxima: dict[str, np.ndarray] = {}
     for start in range(0, len(data), 16):
