@@ -73,14 +73,21 @@ def save(result: dict, path: str | Path) -> Path:
     return Path(path)
 
 
+def _read_json(path: str | Path, kind: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such {kind}file") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadInput(f"{path}: not a {kind}JSON file ({error})") from None
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """A baseline document, or BadInput naming the file and what is wrong with it."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such baseline file") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadInput(f"{path}: not a baseline JSON file ({error})") from None
+    return _checked(_read_json(path, "baseline "), path)
+
+
+def _checked(doc: Any, path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or "metrics" not in doc:
         raise BadInput(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r} "
                        f"is not a baseline of schema_version {SCHEMA_VERSION}")
@@ -119,15 +126,10 @@ def load_any(path: str | Path) -> dict[str, Any]:
             return device_document(folder)
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise BadInput(f"{folder / LAYOUT.device_results}: not written by run_on_device.py ({error!r})") from None
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadInput(f"{path}: not a JSON file ({error})") from None
+    doc = _read_json(path, "")
     if isinstance(doc, dict) and "status" in doc and "metrics" in doc and "model" in doc:
         return document(doc)
-    return load(path)
+    return _checked(doc, path)
 
 
 def judge(result: dict, baseline_path: str | Path, tolerances: dict[str, float] | None = None) -> dict[str, Any]:
