@@ -8,8 +8,6 @@ The ranges are stored in ONNX Runtime's own calibration-cache JSON (`save_tensor
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import struct
 import tempfile
@@ -21,6 +19,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, create_calibrator, save_tensors_data
 
+from edgeopt.backends.onnxruntime.session import quiet_tools
 from edgeopt.backends.tensorrt.api import tensorrt_version_number
 from edgeopt.data.dataset import Dataset
 
@@ -64,8 +63,7 @@ def calibrate(model_path: Path, data: Dataset, method: str, op_types: list[str],
     with tempfile.TemporaryDirectory(prefix="edgeopt-calib-") as scratch:
         calibrator = create_calibrator(model_path, op_types, augmented_model_path=str(Path(scratch) / "augmented.onnx"),
                                        calibrate_method=METHODS[method], extra_options=options)
-        # ONNX Runtime's histogram calibrators print progress; edgeopt's output (--json) must stay its own
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with quiet_tools():  # the histogram calibrators print progress
             calibrator.collect_data(Reader(data, graph_input_names(model_path)))
             tensors = calibrator.compute_data()
         del calibrator

@@ -32,7 +32,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from pydantic import BaseModel, Field
 
 from edgeopt import host
-from edgeopt.backends.onnxruntime import bias_correction, recipes, smoothing
+from edgeopt.backends.onnxruntime import bias_correction, recipes, session as runtime, smoothing
 from edgeopt.backends.onnxruntime.recipes import DYNAMIC_OPS
 from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
@@ -202,6 +202,7 @@ def split_calibration(calib: Dataset, share: float) -> tuple[Dataset, Dataset, s
                                 f"on {len(parts[1])} other calibration samples (every {stride}th); evaluation data not used")
 
 
+@runtime.quiet_tools()
 def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Path, method: str | None = None,
              *, config: QuantizeConfig | None = None) -> QuantizeResult:
     """Write `model.int8.onnx`, `calibration.json` and, for TensorRT <= 10, `calibration.cache`

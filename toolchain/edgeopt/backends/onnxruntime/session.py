@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 from pathlib import Path
 
@@ -34,6 +37,21 @@ def session(path: str | Path, threads: int | None = None, optimization: str = "a
     if optimized_output is not None:
         options.optimized_model_filepath = str(optimized_output)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def quiet_tools():
+    """ONNX Runtime's quantization tools warn through the root logger and print progress and
+    shape-inference notes (30 lines on a MiniLM build, none a user can act on); edgeopt's own
+    output, and --json, stay its own. Also a decorator. The root level is restored after."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def exposing(model: onnx.ModelProto | str | Path, tensors, threads: int) -> ort.InferenceSession:
