@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -117,6 +118,28 @@ def test_the_extracted_gpu_package_runs_on_the_device_runner(jetson_build, tmp_p
     assert results["accuracy"]["fp32_accuracy"] == pytest.approx(jetson_build["metrics"]["fp32"]["accuracy"])
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["engine"]["status"] == "built" and (folder / "model.engine").is_file()
+
+
+def test_the_packaged_runner_runs_as_a_script_and_says_what_the_host_lacks(jetson_build, tmp_path):
+    """`./run_on_device.sh` / `python3 run_on_device.py` from the extracted package, as on a device
+    (here without TensorRT): one line naming what is missing, exit 3, no engine claimed."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from edgeopt.archive import safe_extract
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the device tests cover this host")
+    result = package(Path(jetson_build["build_dir"]), tmp_path)
+    safe_extract(result.path, tmp_path / "device")
+    folder = tmp_path / "device" / result.name
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only what a Jetson has: numpy, python3
+    run = subprocess.run([sys.executable, "run_on_device.py"], cwd=folder, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.stderr.startswith("run_on_device: TensorRT is not importable"), run.stderr
+    assert run.returncode == 3 and run.stderr.count("\n") == 1 and run.stdout == ""
+    assert not (folder / "model.engine").exists()
 
 
 def test_changed_evaluation_data_is_refused(jetson_build, tmp_path):

@@ -366,3 +366,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.code
     print("\n".join(summary(results)))
     return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
