@@ -147,3 +147,21 @@ def test_jetson_build_defers_the_engine_and_says_what_to_run(example_build, tmp_
     assert doc["metrics"]["fp32"]["accuracy"] - doc["metrics"]["int8"]["accuracy"] <= 0.01
     assert doc["metrics"]["int8"]["latency_ms"] is None and "GPU" in doc["metrics"]["latency_note"]
     assert {s["name"]: s["cached"] for s in doc["stages"]}["export"] is True
+
+
+def test_latency_seconds_reaches_the_quantize_stage(example_build, tmp_path, monkeypatch):
+    """`--latency-seconds` is the quantize stage's candidate timing too (it was always 2 s)."""
+    from edgeopt.stages import recipe_choice
+
+    asked = []
+    real = recipe_choice.bench.measure_onnx
+
+    def spy(models, data, threads, **kwargs):
+        asked.append(kwargs["duration_s"])
+        return real(models, data, threads, **kwargs)
+
+    monkeypatch.setattr(recipe_choice.bench, "measure_onnx", spy)
+    code, doc, stderr = build_json("--out", str(tmp_path / "half"), "--latency-seconds", "0.3")
+    assert code == 0, stderr
+    assert {s["name"]: s["cached"] for s in doc["stages"]}["quantize"] is False  # another key than 0.2 s
+    assert asked and set(asked) == {0.3}

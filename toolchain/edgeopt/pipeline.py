@@ -183,7 +183,8 @@ class Pipeline:
         fp32 = self.run_stage(ExportStage(exported_source, exported_model, spec, data.evaluation,
                                           export_opset(target))).path(LAYOUT.fp32_onnx)
         config = QuantizeConfig(method=o.calib_method, max_accuracy_drop=gates.max_accuracy_drop, task=spec.task,
-                                threads=host.default_threads(target), **judging_fields(spec))
+                                threads=host.default_threads(target), latency_seconds=o.latency_seconds,
+                                **judging_fields(spec))
         quantized = self.run_stage(QuantizeStage(fp32, data.calib, target, config)) if target.build.precision == "int8" else None
         int8 = quantized.path(LAYOUT.int8_onnx) if quantized else self.run_stage(Fp16Stage(fp32)).path(LAYOUT.fp16_onnx) \
             if needs_fp16_onnx(target) else None
