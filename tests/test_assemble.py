@@ -28,6 +28,12 @@ def test_options_that_change_the_artifact_change_the_folder():
     assert default_out(BuildOptions(use_cache=False, latency_seconds=9), "m", "t") == Path("build/m/t")
 
 
+def test_the_folder_digest_has_at_least_16_hex_digits():
+    """8 hex digits is the width behind Olive's cache collision (Olive #1936)."""
+    digest = default_out(BuildOptions(calib_samples=64), "m", "t").name.rpartition("-")[2]
+    assert len(digest) >= 16 and int(digest, 16) >= 0
+
+
 def test_dry_run_lists_keys_and_cache_hits(example_build, tmp_path):
     result = run_cli("build", "--dry-run", "--json", "--out", str(tmp_path / "x"), "--latency-seconds", "0.2")
     rows = json.loads(result.stdout)["stages"]

@@ -20,7 +20,7 @@ def slug(name: str) -> str:
 def default_out(options, model_name: str, target_name: str) -> Path:
     """build/<model>/<target>, plus what makes this artifact differ from the default build, so two
     different builds of one model and target never share (and overwrite) a folder: a readable
-    prune part, and a short digest of every other artifact-changing option that is not a default."""
+    prune part, and a 16-hex digest of every other artifact-changing option that is not a default."""
     parts = [target_name]
     if options.prune not in (None, "", "none"):
         parts.append(f"prune{str(options.prune).replace(':', '-')}")
@@ -33,7 +33,7 @@ def default_out(options, model_name: str, target_name: str) -> Path:
         "prune_ignore", "finetune_data", "finetune_steps", "seed", "task", "seq_len", "reader")
         if getattr(options, name) != getattr(defaults, name)}
     if changed:
-        parts.append(sha256_json({k: str(v) for k, v in changed.items()})[:8])
+        parts.append(sha256_json({k: str(v) for k, v in changed.items()})[:16])  # 64 bits: no Olive #1936 collision
     return Path("build") / slug(model_name) / "-".join(parts)
 
 
