@@ -404,6 +404,24 @@ def test_check_engine_matches_names_what_differs():
         check_engine_matches({}, target)
 
 
+@pytest.mark.parametrize("installed, pinned", [("8.7", "8.7"), ("8.7", "7.2"), ("8.7", "unknown"), ("8.7", None)])
+def test_compute_capability_is_matched_alike_by_the_builder_and_the_device_runner(installed, pinned):
+    """A profile without a compute capability plans "unknown": both sides accept any GPU then."""
+    from edgeopt import device_runner
+    from edgeopt.backends.tensorrt.builder import _mismatch
+    from edgeopt.device_runtime import Refused
+
+    builder_ok = _mismatch("10.3.0", installed, "10.3", pinned) == []
+    trt = type("trt", (), {"__version__": "10.3.0"})
+    cuda = type("cuda", (), {"compute_capability": lambda self: installed})()
+    try:
+        device_runner.check_device(trt, cuda, {"tensorrt": "10.3", "compute_capability": pinned, "target": "t"})
+        runner_ok = True
+    except Refused:
+        runner_ok = False
+    assert builder_ok == runner_ok == (pinned in (None, "unknown") or pinned == installed)
+
+
 def test_version_matching_is_by_component():
     assert tensorrt_api.version_matches("10.3.0.30", "10.3")
     assert tensorrt_api.version_matches("8.5.2.2", "8.5.2")

@@ -36,10 +36,10 @@ RESULTS, LAYERS = "device_results.json", "layers.json"
 WARMUP_MS, DURATION_S, MIN_RUNS = 500, 10, 10
 
 if __package__:  # imported as edgeopt.device_runner (the toolchain, its tests)
-    from .device_runtime import Cuda, Refused, Session, layer_report, time_engine
+    from .device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
 else:  # run as a script on the device, with device_runtime.py beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from device_runtime import Cuda, Refused, Session, layer_report, time_engine
+    from device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
 
 
 # --- the build, from build_plan.json -----------------------------------------------------------
@@ -61,11 +61,6 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def version_matches(installed: str, pinned: str) -> bool:
-    want = pinned.split(".")
-    return installed.split(".")[: len(want)] == want
-
-
 def cache_header(version: str) -> str:
     """'TRT-<getInferLibVersion()>-EntropyCalibration2': the header TensorRT's entropy calibrator
     (and trtexec --calib) accepts; another version or algorithm makes it recalibrate."""
@@ -84,7 +79,7 @@ def check_device(trt: Any, cuda: Any, plan: Dict[str, Any]) -> Tuple[str, str]:
     problems = []
     if not version_matches(version, plan["tensorrt"]):
         problems.append("TensorRT {} but the plan is for {}".format(version, plan["tensorrt"]))
-    if plan.get("compute_capability") not in (None, "unknown", cc):
+    if not capability_matches(cc, plan.get("compute_capability")):
         problems.append("compute capability {} but the plan is for {}".format(cc, plan["compute_capability"]))
     if problems:
         raise Refused("this device has " + "; ".join(problems) + " (target '{}')".format(plan["target"]), 3)

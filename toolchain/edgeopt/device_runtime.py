@@ -29,6 +29,21 @@ class Refused(Exception):
         self.code = code
 
 
+# --- does this device match the plan ---------------------------------------------------------
+
+
+def version_matches(installed: str, pinned: str) -> bool:
+    """'10.3.0.30' satisfies a pin of '10.3' or '10.3.0'; '10.16.1' does not satisfy '10.1'."""
+    want = pinned.split(".")
+    return installed.split(".")[: len(want)] == want
+
+
+def capability_matches(installed: str, pinned: Optional[str]) -> bool:
+    """A profile without a compute capability pins none: its plan says "unknown" (plan.py), and
+    any GPU matches. The one rule for the device runner, the builder and `engine build`."""
+    return pinned in (None, "", "unknown") or installed == pinned
+
+
 # --- CUDA runtime through ctypes -------------------------------------------------------------
 
 

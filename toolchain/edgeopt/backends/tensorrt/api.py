@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.device_runtime import version_matches  # noqa: F401  (the one rule, shared with the device runner)
 from edgeopt.errors import MissingEnvironment
 
 INSTALL_HINT = (
@@ -58,12 +59,6 @@ def version() -> str | None:
     """Installed TensorRT version ('10.3.0.30'), None when absent."""
     trt = _import()
     return getattr(trt, "__version__", None) if trt is not None else None
-
-
-def version_matches(installed: str, pinned: str) -> bool:
-    """'10.3.0.30' satisfies a pin of '10.3' or '10.3.0'; '10.16.1' does not satisfy '10.1'."""
-    want = pinned.split(".")
-    return installed.split(".")[: len(want)] == want
 
 
 def flag(trt: ModuleType, enum: str, name: str) -> Any:

@@ -20,6 +20,7 @@ from edgeopt.build_dir import LAYOUT, write_bytes_atomic, write_json_atomic
 from edgeopt.hashing import sha256_file
 from edgeopt.cache import default_cache_dir
 from edgeopt.errors import BadInput, MissingEnvironment, ToolFailed, cause_text
+from edgeopt.device_runtime import capability_matches
 from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.api import DeviceInfo
@@ -243,7 +244,7 @@ def _mismatch(installed_version: str, cc: str, pinned_version: str, pinned_cc: s
     problems = []
     if not tensorrt_api.version_matches(installed_version, pinned_version):
         problems.append(f"TensorRT {installed_version} but the target pins {pinned_version}")
-    if pinned_cc and cc != pinned_cc:
+    if not capability_matches(cc, pinned_cc):
         problems.append(f"compute capability {cc} but the target is {pinned_cc}")
     return problems
 
