@@ -45,6 +45,19 @@ def test_cpu_resolves_to_the_most_specific_matching_profile(monkeypatch):
     assert targets.host_profile(profiles).name == "cpu-arm64"
 
 
+def test_cpu_is_a_profile_that_this_host_stands_for(monkeypatch):
+    """One answer: `cpu` resolves only to a profile whose latency host.stands_for says is measured here."""
+    profiles = targets.load_all()
+    monkeypatch.setattr(host.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx2", "fma"})
+    chosen = targets.host_profile(profiles)
+    assert host.stands_for(chosen) == (True, None)
+    eligible = {p.name for p in profiles.values() if host.stands_for(p)[0]}
+    assert chosen.name in eligible and "cpu-x86-avx512" not in eligible
+    gpu_like = chosen.model_copy(update={"device": chosen.device.model_copy(update={"kind": "gpu"})})
+    assert host.stands_for(gpu_like)[0] is False
+
+
 def test_user_profiles_from_env_and_dir_override_shipped(tmp_path, monkeypatch):
     body = ("description: mine\nbackend: onnxruntime\ndevice: {kind: cpu, product: box, arch: x86_64, memory_gb: 2}\n"
             "gates: {max_accuracy_drop: 0.005}\n")

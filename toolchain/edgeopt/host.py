@@ -71,8 +71,9 @@ def default_threads(target) -> int:
 
 def stands_for(target) -> tuple[bool, str | None]:
     """(True, None) when latency measured here is the target's: an onnxruntime CPU target with
-    this host's architecture and every CPU flag the profile requires; else (False, why not)."""
-    if target.backend != "onnxruntime":
+    this host's architecture and every CPU flag the profile requires; else (False, why not).
+    The one answer: quantize's timing, validate's latency, verify and `cpu` (targets.host_profile) ask here."""
+    if target.backend != "onnxruntime" or target.device.kind != "cpu":
         return False, "latency not measured: the target is a GPU; time the engine on the device"
     here = machine()
     if target.device.arch != here:

@@ -226,17 +226,11 @@ def load_all(targets_dir: str | Path | None = None) -> dict[str, TargetProfile]:
 
 
 def host_profile(profiles: dict[str, TargetProfile]) -> TargetProfile:
-    """The CPU profile that best describes this host: same architecture, all flags present,
+    """The CPU profile that best describes this host: one this host stands for (host.stands_for),
     most specific (most required flags) first."""
-    machine = host.machine()
-    flags = host.cpu_flags()
-    candidates = [
-        p
-        for p in profiles.values()
-        if p.device.kind == "cpu" and p.device.arch == machine and set(p.device.cpu_flags) <= flags
-    ]
+    candidates = [p for p in profiles.values() if host.stands_for(p)[0]]
     if not candidates:
-        raise BadInput(f"no CPU target profile matches this host ({machine}); pass --target NAME")
+        raise BadInput(f"no CPU target profile matches this host ({host.machine()}); pass --target NAME")
     return max(candidates, key=lambda p: (len(p.device.cpu_flags), p.name))
 
 
