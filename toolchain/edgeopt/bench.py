@@ -6,9 +6,8 @@ duration (and a minimum run count), CUDA events around the input copy, the infer
 output copy, host latency (H2D + GPU compute + D2H) apart from GPU compute time, and a warning
 when the coefficient of variance is above 1 %.
 
-Both go through `summarize`, which follows trtexec's rules: the median of the sorted times, a
-percentile p as the largest time left after dropping the top (100 - p) %, the coefficient of
-variance as the population standard deviation over the mean. Percentiles come from individual
+Both go through `summarize`, whose numbers are timing.summary's (trtexec's rules, the same module
+the device runner ships; the engine loop is timing.time_runs). Percentiles come from individual
 runs (never an average of a loop), so p99 shows the jitter that a user of the device sees. Two
 models compared by a caller are measured in the same process with the same thread count, one
 after the other, and are best read as a ratio.
@@ -16,7 +15,6 @@ after the other, and are best read as a ratio.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -24,6 +22,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from edgeopt import timing
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 
@@ -46,30 +45,12 @@ class Latency(BaseModel):
     p95: float | None = None
 
 
-def percentile(sorted_ms: list[float] | np.ndarray, p: float) -> float:
-    """trtexec's rule: drop the top (100 - p) % of the sorted times, take the largest left."""
-    if len(sorted_ms) == 0:
-        raise ValueError("no timings")
-    # trtexec's index n - 1 - int((100 - p) n / 100) equals ceil(p n / 100) - 1: numpy's inverted CDF
-    # (tests/test_bench.py checks the two agree for every n up to 400 and p in 50, 90, 95, 99).
-    return float(np.percentile(np.asarray(sorted_ms, dtype=np.float64), p, method="inverted_cdf"))
+percentile = timing.percentile  # trtexec's rule, one copy (timing.py), shared with the device runner
 
 
 def summarize(times_ms: list[float] | np.ndarray, threads: int = 1) -> Latency:
     """Percentiles, mean and coefficient of variance of single-run times, as trtexec reports them."""
-    times = np.sort(np.asarray(times_ms, dtype=np.float64))
-    n = int(times.size)
-    if n == 0:
-        raise ValueError("no timings to summarize")
-    median = float(times[n // 2]) if n % 2 else float(times[n // 2 - 1] + times[n // 2]) / 2
-    mean = float(times.mean())
-    std = math.sqrt(float(((times - mean) ** 2).mean()))
-    return Latency(
-        p10=round(percentile(times, 10), 4), p50=round(median, 4), p90=round(percentile(times, 90), 4),
-        p99=round(percentile(times, 99), 4), mean=round(mean, 4), cv=round(std / mean if mean > 0 else 0.0, 4),
-        runs=n, threads=threads, min=round(float(times[0]), 4), max=round(float(times[-1]), 4),
-        p95=round(percentile(times, 95), 4),
-    )
+    return Latency(**timing.summary(list(np.asarray(times_ms, dtype=np.float64).ravel())), threads=threads)
 
 
 # --- CPU: ONNX Runtime on this host -----------------------------------------------------------
@@ -174,53 +155,18 @@ def _engine_warnings(timing: EngineTiming, cv_threshold: float) -> list[str]:
 def time_engine(session: TimedSession, *, warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10,
                 batch: int = 1, clock: Callable[[], float] = time.perf_counter,
                 cv_threshold: float = CV_WARNING) -> EngineTiming:
-    """Time an engine as trtexec does (defaults: its --warmUp=200 ms, --duration=3 s, --iterations=10).
-
-    Warm up for `warmup_s`, then run until both `duration_s` have passed and `min_runs` runs were
-    timed. Each run: event, H2D copy, event, execute (its host time is the enqueue time), event,
-    D2H copy, event, synchronize; the events give H2D, GPU compute and D2H, and host latency
-    spans all three.
-    """
-    marks = [session.event() for _ in range(4)]
-    start = clock()
-    while clock() - start < warmup_s:
-        session.copy_inputs()
-        session.execute()
-        session.copy_outputs()
-        session.synchronize()
-
-    host: list[float] = []
-    gpu: list[float] = []
-    h2d: list[float] = []
-    d2h: list[float] = []
-    enqueue: list[float] = []
-    begin = clock()
-    while True:
-        session.record(marks[0])
-        session.copy_inputs()
-        session.record(marks[1])
-        before = clock()
-        session.execute()
-        enqueue.append((clock() - before) * 1000)
-        session.record(marks[2])
-        session.copy_outputs()
-        session.record(marks[3])
-        session.synchronize()
-        h2d.append(session.elapsed_ms(marks[0], marks[1]))
-        gpu.append(session.elapsed_ms(marks[1], marks[2]))
-        d2h.append(session.elapsed_ms(marks[2], marks[3]))
-        host.append(session.elapsed_ms(marks[0], marks[3]))
-        elapsed = clock() - begin
-        if elapsed >= duration_s and len(host) >= min_runs:
-            break
-
-    timing = EngineTiming(
-        host_latency=summarize(host), gpu_compute=summarize(gpu), h2d=summarize(h2d), d2h=summarize(d2h),
-        enqueue=summarize(enqueue), batch=batch, runs=len(host), duration_s=round(elapsed, 4),
-        throughput_qps=round(len(host) / elapsed, 3) if elapsed > 0 else float("inf"), warmup_s=warmup_s,
+    """Time an engine as trtexec does (defaults: its --warmUp=200 ms, --duration=3 s, --iterations=10),
+    with the device runner's loop (timing.time_runs); host latency spans H2D, compute and D2H."""
+    runs = timing.time_runs(session, warmup_s, duration_s, min_runs, clock)
+    host, elapsed = runs["host_latency"], runs["elapsed"]
+    result = EngineTiming(
+        host_latency=summarize(host), gpu_compute=summarize(runs["gpu_compute"]), h2d=summarize(runs["h2d"]),
+        d2h=summarize(runs["d2h"]), enqueue=summarize(runs["enqueue"]), batch=batch, runs=len(host),
+        duration_s=round(elapsed, 4), warmup_s=warmup_s,
+        throughput_qps=round(len(host) / elapsed, 3) if elapsed > 0 else float("inf"),
     )
-    timing.warnings = _engine_warnings(timing, cv_threshold)
-    return timing
+    result.warnings = _engine_warnings(result, cv_threshold)
+    return result
 
 
 # --- `edgeopt bench`: one artifact, and A/B comparisons in interleaved blocks -------------------

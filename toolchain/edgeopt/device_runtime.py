@@ -2,9 +2,9 @@
 buffers, the engine inspector's layer report, and timing as trtexec does.
 
 Shipped beside run_on_device.py in TensorRT packages; like it, Python >= 3.8 with only numpy and
-the system TensorRT (the toolchain's own code is backends/tensorrt; this copy exists because the
-device has no edgeopt). Polygraphy would cover much of it but is not part of JetPack: see
-docs/TENSORRT.md.
+the system TensorRT. The toolchain's TensorRT backend builds on this module (not a copy of it), and
+timing.py, shipped beside it, holds the statistics the host uses too. Polygraphy would cover much
+of it but is not part of JetPack: see docs/TENSORRT.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+if __package__:  # edgeopt.device_runtime (the toolchain, its tests)
+    from .timing import summary, time_runs
+else:  # beside run_on_device.py on the device, which put this folder on sys.path
+    from timing import summary, time_runs
 
 
 class Refused(Exception):
@@ -194,12 +199,25 @@ class Session:
         for name in self.outputs:
             self.cuda.to_host(self.host[name], self.device[name], self.stream)
 
+    def synchronize(self) -> None:
+        self.cuda.synchronize(self.stream)
+
+    def event(self) -> int:
+        self.events.append(self.cuda.event())
+        return self.events[-1]
+
+    def record(self, event: int) -> None:
+        self.cuda.record(event, self.stream)
+
+    def elapsed_ms(self, start: int, end: int) -> float:
+        return self.cuda.elapsed_ms(start, end)
+
     def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         self.fill(feeds)
         self.copy_inputs()
         self.execute()
         self.copy_outputs()
-        self.cuda.synchronize(self.stream)
+        self.synchronize()
         return {name: self.host[name].copy() for name in self.outputs}
 
     def close(self) -> None:
@@ -230,43 +248,20 @@ def layer_report(engine: Any, trt: Any) -> Dict[str, Any]:
     return {"layers": layers, "counts": counts}
 
 
-def percentiles(values: List[float]) -> Dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    out = {"min": a.min(), "max": a.max(), "mean": a.mean(), "median": np.median(a)}
-    out.update({"p{}".format(p): np.percentile(a, p) for p in (90, 95, 99)})
-    return {k: round(float(v), 4) for k, v in out.items()}
+def percentiles(values: List[float]) -> Dict[str, Any]:
+    """timing.summary (trtexec's rules, the host's), with "median" as device_results.json names p50."""
+    out = summary(values)
+    out["median"] = out["p50"]
+    return out
 
 
-def time_engine(session: Session, warmup_s: float, duration_s: float, min_runs: int,
+def time_engine(session: "Session", warmup_s: float, duration_s: float, min_runs: int,
                 clock: Any = time.perf_counter) -> Dict[str, Any]:
-    """As trtexec: warm up, then runs until the duration and the minimum count are reached; CUDA
-    events around H2D, compute and D2H give GPU compute and host latency."""
-    marks = [session.cuda.event() for _ in range(4)]
-    session.events += marks
-    start = clock()
-    while clock() - start < warmup_s:
-        session.copy_inputs(), session.execute(), session.copy_outputs(), session.cuda.synchronize(session.stream)
-    runs = {"host_latency": [], "gpu_compute": [], "h2d": [], "d2h": [], "enqueue": []}  # type: Dict[str, List[float]]
-    begin = clock()
-    while True:
-        session.cuda.record(marks[0], session.stream)
-        session.copy_inputs()
-        session.cuda.record(marks[1], session.stream)
-        before = clock()
-        session.execute()
-        runs["enqueue"].append((clock() - before) * 1000)
-        session.cuda.record(marks[2], session.stream)
-        session.copy_outputs()
-        session.cuda.record(marks[3], session.stream)
-        session.cuda.synchronize(session.stream)
-        for key, (a, b) in (("h2d", (0, 1)), ("gpu_compute", (1, 2)), ("d2h", (2, 3)), ("host_latency", (0, 3))):
-            runs[key].append(session.cuda.elapsed_ms(marks[a], marks[b]))
-        elapsed = clock() - begin
-        if elapsed >= duration_s and len(runs["host_latency"]) >= min_runs:
-            break
+    """As trtexec (timing.time_runs): GPU compute and host latency from CUDA events."""
+    runs = time_runs(session, warmup_s, duration_s, min_runs, clock)
+    elapsed, count = runs.pop("elapsed"), len(runs["host_latency"])
     result = {key: percentiles(values) for key, values in runs.items()}  # type: Dict[str, Any]
     # The raw host latencies go back to the workstation: `edgeopt report` bootstraps its CI from them.
-    result.update(samples_ms=[round(v, 5) for v in runs["host_latency"]], runs=len(runs["host_latency"]),
-                  duration_s=round(elapsed, 4), warmup_s=warmup_s,
-                  throughput_qps=round(len(runs["host_latency"]) / elapsed, 3) if elapsed > 0 else None)
+    result.update(samples_ms=[round(v, 5) for v in runs["host_latency"]], runs=count, duration_s=round(elapsed, 4),
+                  warmup_s=warmup_s, throughput_qps=round(count / elapsed, 3) if elapsed > 0 else None)
     return result
