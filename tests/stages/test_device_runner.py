@@ -24,7 +24,8 @@ from edgeopt.build_dir import LAYOUT
 from edgeopt.models.spec import InputSpec
 from edgeopt.stages.package import npz_bytes
 
-SOURCES = [Path(edgeopt.__file__).parent / "device_runner.py", Path(edgeopt.__file__).parent / "device_runtime.py"]
+SHIPPED = ["device_runner", "device_runtime", "timing", "compare"]  # the toolchain's own modules, in every GPU package
+SOURCES = [Path(edgeopt.__file__).parent / f"{name}.py" for name in SHIPPED]
 W = np.array([[1.0, 0.2, -0.5], [0.3, 1.1, 0.1], [-0.4, 0.6, 1.3], [0.5, -0.2, 0.4]], dtype=np.float32)
 N = 10
 
@@ -43,7 +44,7 @@ def test_python_3_8_floor_checked_by_vermin(tmp_path):
 def test_imports_only_the_standard_library_numpy_and_tensorrt():
     import ast
 
-    allowed = set(sys.stdlib_module_names) | {"numpy", "tensorrt", "device_runtime", "__future__"}
+    allowed = set(sys.stdlib_module_names) | {"numpy", "tensorrt", "__future__", *SHIPPED}
     for source in SOURCES:
         for node in ast.walk(ast.parse(source.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
@@ -215,3 +216,60 @@ def test_the_workstation_reports_on_what_the_device_measured(tmp_path, monkeypat
     assert rows["latency_p50_int8"]["ci_low"] is not None  # bootstrapped from the device's raw samples
     missing = CliRunner().invoke(main, ["report", "--baseline", str(tmp_path), "--current", str(folders["change"])])
     assert missing.exit_code == 2 and "run_on_device.py" in missing.output
+
+
+METRIC = '''import numpy as np
+
+
+def score(reference, candidate, labels):
+    """Higher is better: minus the mean box error to FP32 (a user's own yardstick)."""
+    return -float(np.abs(candidate["box"] - reference["box"]).mean())
+'''
+
+
+def test_three_outputs_and_a_metric_get_the_host_verdict_and_percentiles_on_the_device(tmp_path, monkeypatch):
+    """The same recorded outputs judged by the host (compare_all, the gate's drop) and by the
+    device runner's numpy path: one verdict, one drop, every output; one percentile rule."""
+    from edgeopt import bench
+    from edgeopt.metrics.fidelity import compare_all
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    folder, x = _package(tmp_path / "pkg", "jetson", "10.3.0.30")
+    names = ["logits", "embedding", "box"]
+
+    def outputs(batch, flip=True):
+        base = (batch["x"] if isinstance(batch, dict) else batch) @ W
+        logits = base.copy()
+        if flip and len(logits) > 3:
+            logits[3] = np.roll(logits[3], 1)  # the engine changes one top-1: a 0.1 accuracy drop
+        return {"logits": logits, "embedding": np.tanh(base) + 0.01 * flip, "box": base[:, :2] * (1 + 0.01 * flip)}
+
+    reference = outputs(x, flip=False)
+    (folder / LAYOUT.eval_fp32_outputs).write_bytes(npz_bytes(reference))
+    (tmp_path / "metric.py").write_text(METRIC)
+    (folder / LAYOUT.user_metric_py).write_text(METRIC)
+    spec = {"task": "classification", "outputs": names, "output_kinds": {"embedding": "embedding", "box": "regression"},
+            "metric": f"{tmp_path / 'metric.py'}:score"}
+    manifest = json.loads((folder / LAYOUT.manifest).read_text())
+    (folder / LAYOUT.manifest).write_text(json.dumps({**manifest, "model": {"name": "m", "spec": spec}}))
+    cuda = FakeCuda()
+    trt = with_engine(FakeTensorRT("10", "10.3.0.30"), cuda, {"x": ((1, 4), (8, 4))}, names, outputs,
+                      compute_ms=[1.0, 1.3, 0.9, 2.5, 1.1, 4.0, 1.2])
+    results, passed = runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=23)
+
+    engine = {n: np.concatenate([outputs(x[:8])[n], outputs(x[8:])[n]]) for n in names}  # the runner's batches
+    labels = np.load(folder / LAYOUT.eval_inputs)["labels"]
+    _, _, host = compare_all(names, [reference[n] for n in names], [engine[n] for n in names], labels,
+                             "classification", spec["output_kinds"], spec["metric"], names)
+    device = results["accuracy"]
+    assert host.how.startswith("user metric") and device["judged_by"] == host.how
+    assert device["drop"] == device["accuracy_drop"] == host.drop
+    assert device["outputs"] == [row.model_dump() for row in host.outputs] and len(device["outputs"]) == 3
+    assert passed is (host.drop <= 0.05) is True  # by the metric; output 0's top-1 drop (0.1) alone would fail
+    assert device["engine_accuracy"] == pytest.approx(0.9)
+
+    timing = results["timing"]["host_latency"]
+    on_host = bench.summarize(results["timing"]["samples_ms"])
+    assert (timing["median"], timing["p90"], timing["p99"], timing["mean"]) == (
+        on_host.p50, on_host.p90, on_host.p99, on_host.mean)
+    assert timing["p90"] != round(float(np.percentile(results["timing"]["samples_ms"], 90)), 4)  # not numpy's default

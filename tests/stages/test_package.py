@@ -91,7 +91,8 @@ def test_gpu_bundle_carries_the_portable_build_and_validation_data(jetson_build,
     assert "edgeopt" not in runner.split("set -eu", 1)[1]  # nothing on the device but JetPack
     source = Path(edgeopt.__file__).parent
     assert members[f"{root}/run_on_device.py"][1] == (source / "device_runner.py").read_bytes()
-    assert members[f"{root}/device_runtime.py"][1] == (source / "device_runtime.py").read_bytes()
+    for shipped in ("device_runtime.py", "timing.py", "compare.py"):  # the toolchain's own modules, not copies
+        assert members[f"{root}/{shipped}"][1] == (source / shipped).read_bytes()
     assert members[f"{root}/run_on_device.py"][0].mode == 0o755
 
 

@@ -52,6 +52,9 @@ class BuildLayout:
     device_runner: str = "run_on_device.sh"  # a sh fallback (sha256sum + trtexec) for hosts without python3
     device_runner_py: str = "run_on_device.py"  # device_runner.py: build, validate, time with JetPack only
     device_runtime_py: str = "device_runtime.py"  # its CUDA/session half, imported from beside it
+    timing_py: str = "timing.py"  # latency statistics (trtexec's rules), the host's own module
+    compare_py: str = "compare.py"  # the one comparison of engine and FP32 outputs, the host's own module
+    user_metric_py: str = "user_metric.py"  # the build's --metric file, when it had one
     device_results: str = "device_results.json"  # what run_on_device.py measured, for the workstation
     layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
     eval_inputs: str = "eval_inputs.npz"

@@ -3,9 +3,10 @@
 
 Copied into every TensorRT build package. It needs nothing on the device but JetPack: Python >= 3.8
 (JetPack 5 ships 3.8, the only Python TensorRT 8.5's bindings exist for), numpy and the system
-tensorrt module; the CUDA runtime is reached through ctypes. It imports nothing from edgeopt, so
-it keeps its own copy of the few rules it shares with the toolchain (file names, the calibration
-cache header, the timing loop); the toolchain's tests check that the copies agree.
+tensorrt module; the CUDA runtime is reached through ctypes. It imports nothing but the modules
+shipped beside it, which are the toolchain's own (device_runtime.py, timing.py, compare.py: the
+host judges and times with the same code); the few rules it still spells (file names, the
+calibration cache header) are checked against the toolchain by its tests.
 
     python3 run_on_device.py            # check, build, layer report, validate, time (default)
     python3 run_on_device.py doctor     # what this device has, and a tiny engine built and run
@@ -32,13 +33,16 @@ import numpy as np
 PLAN, MANIFEST, ENGINE_JSON = "build_plan.json", "manifest.json", "engine.json"
 EVAL_INPUTS, EVAL_OUTPUTS = "eval_inputs.npz", "eval_fp32_outputs.npz"
 RESULTS, LAYERS = "device_results.json", "layers.json"
+USER_METRIC = "user_metric.py"
 # The printed trtexec timing line's --warmUp / --duration, and trtexec's default --iterations
 WARMUP_MS, DURATION_S, MIN_RUNS = 500, 10, 10
 
 if __package__:  # imported as edgeopt.device_runner (the toolchain, its tests)
+    from .compare import compare, first_output, load_metric, output_kinds
     from .device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
 else:  # run as a script on the device, with device_runtime.py beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from compare import compare, first_output, load_metric, output_kinds
     from device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
 
 
@@ -184,18 +188,26 @@ def _calibrator(trt: Any, cache: bytes) -> Any:
     return Calibrator()
 
 
-def validate(session: Session, plan: Dict[str, Any], folder: str) -> Dict[str, Any]:
-    """The engine's first output on the packaged evaluation inputs, against the FP32 outputs the
-    workstation recorded: top-1 agreement, cosine, max abs difference, accuracy with labels.
-    Batches as large as every profile allows; a short last batch is padded to the minimum."""
-    inputs, fp32 = np.load(os.path.join(folder, EVAL_INPUTS)), np.load(os.path.join(folder, EVAL_OUTPUTS))
-    output = session.outputs[0]
-    if output not in fp32.files:
-        raise Refused("{} has no output '{}'".format(EVAL_OUTPUTS, output), 2)
-    reference = fp32[output]
+def judging(manifest: Dict[str, Any], folder: str, names: List[str]) -> Tuple[Dict[str, str], Any]:
+    """Output kinds and the user metric as the host judged the build (its spec in manifest.json,
+    the --metric file shipped as user_metric.py)."""
+    spec = (manifest.get("model") or {}).get("spec") or {}
+    kinds = output_kinds(names, spec.get("task") or "classification", spec.get("output_kinds"), spec.get("outputs"))
+    metric = spec.get("metric")
+    if not metric:
+        return kinds, None
+    try:
+        return kinds, load_metric(os.path.join(folder, USER_METRIC), metric.rpartition(":")[2])
+    except ValueError as exc:
+        raise Refused("--metric {}: {}".format(metric, exc), 2)
+
+
+def run_all(session: Session, plan: Dict[str, Any], inputs: Any, names: List[str], count: int) -> Dict[str, np.ndarray]:
+    """Every output named in `names` for every sample, in batches as large as every profile allows;
+    a short last batch is padded to the minimum and the padding's outputs dropped."""
     lo = max(s["min"][0] for s in plan["inputs"])
     hi = min(s["max"][0] for s in plan["inputs"])
-    count, chunks = len(reference), []
+    chunks = []  # type: List[Dict[str, np.ndarray]]
     for start in range(0, count, hi):
         stop = min(start + hi, count)
         size = max(stop - start, lo)
@@ -203,18 +215,35 @@ def validate(session: Session, plan: Dict[str, Any], folder: str) -> Dict[str, A
         for name in session.inputs:
             part = inputs[name][start:stop]
             feeds[name] = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)]) if len(part) < size else part
-        chunks.append(session.infer(feeds)[output][: stop - start])
-    engine = np.concatenate(chunks).astype(np.float32).reshape(count, -1)
-    ref = reference.astype(np.float32).reshape(count, -1)
-    cosine = (engine * ref).sum(1) / (np.linalg.norm(engine, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
-    result = {"samples": count, "output": output, "cosine_mean": round(float(cosine.mean()), 6),
-              "max_abs_diff": round(float(np.abs(engine - ref).max()), 6)}  # type: Dict[str, Any]
-    if ref.shape[1] > 1:
-        result["top1_agreement"] = round(float((engine.argmax(1) == ref.argmax(1)).mean()), 6)
-        if "labels" in inputs.files:
-            labels = inputs["labels"].reshape(count)
-            result["fp32_accuracy"] = round(float((ref.argmax(1) == labels).mean()), 6)
-            result["engine_accuracy"] = round(float((engine.argmax(1) == labels).mean()), 6)
+        result = session.infer(feeds)
+        chunks.append({name: result[name][: stop - start] for name in names})
+    return {name: np.concatenate([c[name] for c in chunks]) for name in names}
+
+
+def validate(session: Session, plan: Dict[str, Any], folder: str, manifest: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Every engine output on the packaged evaluation inputs against the FP32 outputs the
+    workstation recorded, judged by compare.py as the host judges (output kinds, --metric); the
+    first output's summary (top-1 agreement, cosine, accuracy with labels) for the report."""
+    inputs, fp32 = np.load(os.path.join(folder, EVAL_INPUTS)), np.load(os.path.join(folder, EVAL_OUTPUTS))
+    names = list(session.outputs)  # the engine's order is the ONNX's, as the host's FP32 session reports it
+    missing = [n for n in names if n not in fp32.files]
+    if missing:
+        raise Refused("{} has no output '{}'".format(EVAL_OUTPUTS, missing[0]), 2)
+    reference = {name: fp32[name] for name in names}
+    count = len(reference[names[0]])
+    engine = {name: value.astype(reference[name].dtype, copy=False)
+              for name, value in run_all(session, plan, inputs, names, count).items()}
+    labels = inputs["labels"].reshape(count) if "labels" in inputs.files else None
+    kinds, metric = judging(manifest or {}, folder, names)
+    verdict = compare(reference, engine, labels, kinds, metric)
+    first = first_output(reference[names[0]], engine[names[0]], labels, kinds[names[0]] == "class_scores")
+    result = {"samples": count, "output": names[0], "cosine_mean": first["cosine_mean"],
+              "max_abs_diff": round(first["max_abs_error"], 6), "outputs": verdict["outputs"],
+              "drop": verdict["drop"], "judged_by": verdict["how"]}  # type: Dict[str, Any]
+    if "agreement" in first:
+        result["top1_agreement"] = first["agreement"]
+    if "accuracy" in first:
+        result["fp32_accuracy"], result["engine_accuracy"] = first["fp32_accuracy"], first["accuracy"]
     return result
 
 
@@ -260,14 +289,14 @@ def run(folder: str, trt: Any, cuda: Any, warmup_s: float = WARMUP_MS / 1000, du
     try:
         layers = layer_report(session.engine, trt)
         write_json(folder, LAYERS, layers)
-        accuracy = validate(session, plan, folder)
+        accuracy = validate(session, plan, folder, manifest)
         session.fill({s["name"]: np.load(os.path.join(folder, EVAL_INPUTS))[s["name"]][: s["opt"][0]]
                       for s in plan["inputs"]})
         timing = time_engine(session, warmup_s, duration_s, min_runs)
     finally:
         session.close()
     threshold = next((g.get("threshold") for g in manifest.get("gates", []) if g.get("name") == "max_accuracy_drop"), None)
-    drop = accuracy["fp32_accuracy"] - accuracy["engine_accuracy"] if "engine_accuracy" in accuracy else None
+    drop = accuracy["drop"]  # compare.py's, as the host's gate reads it
     passed = threshold is None or drop is None or drop <= threshold
     results = {"device": {"tensorrt": version, "compute_capability": cc, "python": sys.version.split()[0]},
                "accuracy": dict(accuracy, accuracy_drop=drop, max_accuracy_drop=threshold, passed=passed),
@@ -286,9 +315,11 @@ def summary(results: Dict[str, Any]) -> List[str]:
         acc["samples"], results["device"]["tensorrt"], results["device"]["compute_capability"])]
     if "top1_agreement" in acc:
         lines.append("top-1 agreement with FP32 {:.2%}; cosine mean {}".format(acc["top1_agreement"], acc["cosine_mean"]))
+    if "engine_accuracy" in acc:
+        lines.append("accuracy FP32 {:.2%}, engine {:.2%}".format(acc["fp32_accuracy"], acc["engine_accuracy"]))
     if acc.get("accuracy_drop") is not None:
-        lines.append("accuracy FP32 {:.2%}, engine {:.2%}: {}".format(
-            acc["fp32_accuracy"], acc["engine_accuracy"], "gate passed" if acc["passed"] else "GATE FAILED"))
+        lines.append("drop {} ({}): {}".format(acc["accuracy_drop"], acc["judged_by"],
+                                               "gate passed" if acc["passed"] else "GATE FAILED"))
     lines.append("host latency median {} ms, p99 {} ms; GPU compute median {} ms ({} runs, batch {})".format(
         t["host_latency"]["median"], t["host_latency"]["p99"], t["gpu_compute"]["median"], t["runs"], t["batch"]))
     lines.append("layers: " + ", ".join("{} {}".format(n, k) for k, n in sorted(results["layers"].items())))

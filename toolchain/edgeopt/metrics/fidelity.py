@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from edgeopt import bench
+from edgeopt import bench, compare
 from edgeopt.metrics.outputs import Judgement, OutputMetrics, judge, load_user_metric
-from edgeopt.models.spec import TASK_OUTPUT
 
 
 class PrecisionMetrics(BaseModel):
@@ -37,9 +36,6 @@ class ValidateResult(BaseModel):
     drop_how: str | None = None
 
 
-from edgeopt.metrics.outputs import cosine as _cosine  # noqa: E402  (one cosine for every caller)
-
-
 def check_labels(labels: np.ndarray | None, classes: int, source: object = "the evaluation data") -> None:
     """Labels outside the model's classes are a mistake in the data, not wrong predictions."""
     if labels is None or labels.size == 0:
@@ -54,40 +50,15 @@ def check_labels(labels: np.ndarray | None, classes: int, source: object = "the 
 
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None,
                     task: str, source: object = "the evaluation data") -> tuple[PrecisionMetrics, PrecisionMetrics]:
-    """FP32 and INT8 metrics from their first outputs over the same samples."""
+    """FP32 and INT8 metrics from their first outputs over the same samples (compare.first_output)."""
     if task == "classification":
         check_labels(labels, int(reference.reshape(len(reference), -1).shape[1]), source)
-    cosine = _cosine(reference, candidate)
-    error = np.linalg.norm((candidate - reference).reshape(len(reference), -1), axis=1)
-    norm = np.linalg.norm(reference.reshape(len(reference), -1), axis=1)
-    fp32 = PrecisionMetrics()
-    int8 = PrecisionMetrics(
-        cosine_mean=round(float(cosine.mean()), 6),
-        cosine_min=round(float(cosine.min()), 6),
-        relative_l2=round(float((error / np.where(norm == 0, 1.0, norm)).mean()), 6),
-        max_abs_error=float(np.abs(candidate - reference).max()),
-    )
-    if task == "classification":
-        ref_top1 = reference.reshape(len(reference), -1).argmax(axis=1)
-        cand_top1 = candidate.reshape(len(candidate), -1).argmax(axis=1)
-        int8.agreement = round(float((ref_top1 == cand_top1).mean()), 6)
-        if labels is not None:
-            fp32.accuracy = round(float((ref_top1 == labels).mean()), 6)
-            int8.accuracy = round(float((cand_top1 == labels).mean()), 6)
-    return fp32, int8
+    first = compare.first_output(reference, candidate, labels, task == "classification")
+    fp32 = PrecisionMetrics(accuracy=first.pop("fp32_accuracy", None))
+    return fp32, PrecisionMetrics(**first)
 
 
-def output_kinds(names: list[str], task: str, kinds: dict[str, str] | None = None,
-                 spec_outputs: list[str] | None = None) -> dict[str, str]:
-    """Kind of each output name the runtime reports: by name from `kinds`, else by position in
-    the spec's outputs, else the task's kind for output 0 and 'tensor' for the rest."""
-    kinds, spec_outputs = kinds or {}, spec_outputs or []
-    result = {}
-    for index, name in enumerate(names):
-        by_position = spec_outputs[index] if index < len(spec_outputs) else None
-        result[name] = kinds.get(name) or kinds.get(by_position) or (
-            TASK_OUTPUT.get(task, "tensor") if index == 0 else "scores" if task == "detection" and index == 1 else "tensor")
-    return result
+output_kinds = compare.output_kinds  # one rule for the host and the device runner
 
 
 def compare_all(names: list[str], reference: list[np.ndarray], candidate: list[np.ndarray], labels, task: str,

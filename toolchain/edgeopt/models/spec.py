@@ -6,13 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeopt.compare import TASK_OUTPUT
 from edgeopt.errors import BadInput
 
 Task = Literal["classification", "embedding", "regression", "detection", "dense", "custom"]
 OutputKind = Literal["class_scores", "embedding", "boxes", "scores", "dense_map", "regression", "state", "tensor"]
-# What the first output of a model of each task is; other outputs are "tensor" unless metadata says.
-TASK_OUTPUT = {"classification": "class_scores", "embedding": "embedding", "regression": "regression",
-               "dense": "dense_map", "detection": "boxes", "custom": "tensor"}
+# What the first output of a model of each task is (compare.TASK_OUTPUT); others are "tensor" unless metadata says.
 
 
 class InputSpec(BaseModel):

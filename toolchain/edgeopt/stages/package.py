@@ -198,12 +198,19 @@ def device_runner(manifest: dict) -> bytes:
     return "\n".join(lines).encode()
 
 
+RUNNER_MODULES = {  # file in the package -> the toolchain's own module it is (never a copy)
+    LAYOUT.device_runner_py: ("edgeopt.device_runner", "device runner: build, validate and time with JetPack only (python3 >= 3.8)"),
+    LAYOUT.device_runtime_py: ("edgeopt.device_runtime", "device runner's CUDA and engine session"),
+    LAYOUT.timing_py: ("edgeopt.timing", "device runner's latency statistics (the host's rules)"),
+    LAYOUT.compare_py: ("edgeopt.compare", "device runner's comparison with FP32 (the host's judging)"),
+}
+
+
 def device_runner_files() -> dict[str, bytes]:
-    """run_on_device.py and device_runtime.py: edgeopt's self-contained device runner."""
+    """run_on_device.py and the modules beside it: edgeopt's self-contained device runner."""
     from importlib.util import find_spec  # where the modules are, without importing them
 
-    return {LAYOUT.device_runner_py: Path(find_spec("edgeopt.device_runner").origin).read_bytes(),
-            LAYOUT.device_runtime_py: Path(find_spec("edgeopt.device_runtime").origin).read_bytes()}
+    return {name: Path(find_spec(module).origin).read_bytes() for name, (module, _) in RUNNER_MODULES.items()}
 
 
 def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path | None) -> tuple[dict[str, Content], dict[str, str]]:
@@ -234,10 +241,14 @@ def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path 
         for name, content in evaluation_files(build_dir, manifest, eval_path).items():
             add(name, "evaluation inputs" if name == LAYOUT.eval_inputs else "FP32 outputs on the evaluation inputs", content)
         add(LAYOUT.device_runner, "device runner: check the files, then run run_on_device.py", device_runner(manifest))
-        runner = device_runner_files()
-        add(LAYOUT.device_runner_py, "device runner: build, validate and time with JetPack only (python3 >= 3.8)",
-            runner[LAYOUT.device_runner_py])
-        add(LAYOUT.device_runtime_py, "device runner's CUDA and engine session", runner[LAYOUT.device_runtime_py])
+        for name, content in device_runner_files().items():
+            add(name, RUNNER_MODULES[name][1], content)
+        metric = (manifest["model"].get("spec") or {}).get("metric")
+        if metric:  # the device judges by the build's own --metric, as the host did
+            source = Path(metric.rpartition(":")[0])
+            if not source.is_file():
+                raise BadInput(f"--metric {metric}: {source} not found (the package ships it for on-device judging)")
+            add(LAYOUT.user_metric_py, "the build's --metric, for on-device judging", source.read_bytes())
     return entries, roles
 
 

@@ -94,7 +94,7 @@ class TensorRTBackend:
             # The engine lives in the compile stage's folder, not in this stage's own.
             from edgeopt.backends.tensorrt.validate import validate_engine
 
-            return validate_engine(folder, fp32, data, spec.task, self.target, duration_s=seconds,
+            return validate_engine(folder, fp32, data, spec.task, self.target, duration_s=seconds, spec=spec,
                                    trt=trt, cuda=self.cuda).as_validate_result()
 
         params = {"gpu": metadata.get("gpu_name"), "tensorrt": metadata.get("tensorrt_version")}

@@ -7,8 +7,8 @@ engine does (on the device, through `edgeopt build` there or `edgeopt engine bui
 The engine runs every evaluation sample through `TensorRTSession.infer`, in batches the
 engine's optimization profile allows (the largest batch it takes; a last short batch is padded
 up to the profile's minimum with copies of its last sample, and the padding's outputs are
-dropped). ONNX Runtime runs the FP32 ONNX on the host CPU as the reference; `compare_outputs`
-judges the engine's first output against it, as for the INT8 ONNX on CPU targets. Latency comes
+dropped). ONNX Runtime runs the FP32 ONNX on the host CPU as the reference; `compare_all`
+judges every output of the engine against it, as for the INT8 ONNX on CPU targets. Latency comes
 from `bench.time_engine` at the profile's opt shapes, as trtexec measures it.
 """
 
@@ -29,7 +29,8 @@ from edgeopt.errors import BadInput
 from edgeopt.backends.tensorrt import session as engine_session
 from edgeopt.backends.tensorrt.device import open_build
 from edgeopt.backends.tensorrt.plan import BuildPlan
-from edgeopt.metrics.fidelity import PrecisionMetrics, ValidateResult, compare_outputs
+from edgeopt.metrics.fidelity import PrecisionMetrics, ValidateResult, compare_all
+from edgeopt.metrics.outputs import OutputMetrics
 from edgeopt.targets import TargetProfile
 
 FP32_NOTE = ("FP32 latency not measured: the FP32 reference runs in ONNX Runtime on the host CPU, not on "
@@ -46,6 +47,9 @@ class EngineValidation(BaseModel):
     engine: PrecisionMetrics  # latency_ms: host latency at the opt batch
     timing: bench.EngineTiming | None
     device: str  # GPU name and TensorRT version from engine.json
+    outputs: list[OutputMetrics] = []  # every output, judged as on the host (compare.py)
+    drop: float | None = None
+    drop_how: str | None = None
 
     def summary_lines(self) -> list[str]:
         def pct(value: float | None) -> str:
@@ -63,7 +67,7 @@ class EngineValidation(BaseModel):
             where = f"{self.device} (TensorRT engine, batch {self.timing.batch}, CUDA events)"
         return ValidateResult(samples=self.samples, task=self.task, fp32=self.fp32, int8=self.engine,
                               latency_measured_on=where, latency_note=FP32_NOTE if self.timing else None,
-                              engine_timing=self.timing)
+                              engine_timing=self.timing, outputs=self.outputs, drop=self.drop, drop_how=self.drop_how)
 
 
 def batch_plan(count: int, lo: int, hi: int) -> list[tuple[int, int, int]]:
@@ -91,21 +95,24 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
 
 
-def run_engine(session: Any, data: Dataset, plan: BuildPlan, output: str) -> tuple[np.ndarray, list[int], int]:
-    """The engine's `output` for every sample, in order; also the batch sizes fed and the padding."""
+def run_engine(session: Any, data: Dataset, plan: BuildPlan,
+               outputs: list[str]) -> tuple[dict[str, np.ndarray], list[int], int]:
+    """The engine's `outputs` for every sample, in order; also the batch sizes fed and the padding."""
     missing = [n for n in session.inputs if n not in data.inputs]
     if missing:
         raise BadInput(f"{data.source}: no array for engine input(s) {', '.join(missing)}")
-    if output not in session.outputs:
-        raise BadInput(f"the engine has no output '{output}' (it has {', '.join(session.outputs)})")
+    absent = [n for n in outputs if n not in session.outputs]
+    if absent:
+        raise BadInput(f"the engine has no output '{absent[0]}' (it has {', '.join(session.outputs)})")
     lo, hi = _batch_range(plan)
     chunks, fed, padded = [], [], 0
     for start, stop, size in batch_plan(len(data), lo, hi):
         feeds = {name: _pad(data.inputs[name][start:stop], size) for name in session.inputs}
-        chunks.append(session.infer(feeds)[output][: stop - start])
+        result = session.infer(feeds)
+        chunks.append({name: result[name][: stop - start] for name in outputs})
         fed.append(size)
         padded += size - (stop - start)
-    return np.concatenate(chunks), fed, padded
+    return {name: np.concatenate([c[name] for c in chunks]) for name in outputs}, fed, padded
 
 
 def _time(session: Any, data: Dataset, plan: BuildPlan, **timing: Any) -> bench.EngineTiming:
@@ -117,32 +124,40 @@ def _time(session: Any, data: Dataset, plan: BuildPlan, **timing: Any) -> bench.
 
 def validate_engine(folder: Path, fp32_path: Path, data: Dataset, task: str, target: TargetProfile, *,
                     warmup_s: float = 0.2, duration_s: float = 3.0, min_runs: int = 10, measure_latency: bool = True,
-                    threads: int | None = None, trt: Any = None, cuda: Any = None) -> EngineValidation:
+                    threads: int | None = None, spec: Any = None, trt: Any = None, cuda: Any = None) -> EngineValidation:
     """Accuracy and latency of the engine in `folder` (engine.json, build_plan.json, the engine).
 
     Refused (BadInput) when the engine's TensorRT version or compute capability is not the
-    target's. `trt` and `cuda` default to the real TensorRT and CUDA runtime (tests pass fakes).
+    target's. Every output is judged, with the spec's output kinds and --metric (compare_all, as
+    ONNX Runtime validation and the device runner judge). `trt` and `cuda` default to the real
+    TensorRT and CUDA runtime (tests pass fakes).
     """
     plan, metadata = engine_session.read_engine(folder, target)
     reference_session = runtime.session(fp32_path, threads=threads or os.cpu_count() or 1)
-    output = reference_session.get_outputs()[0].name
-    reference = runtime.run_all(reference_session, data)[0]
+    names = [o.name for o in reference_session.get_outputs()]
+    reference = runtime.run_all(reference_session, data)
 
     session = engine_session.open_session(folder, plan, metadata, trt=trt, cuda=cuda)
     try:
-        candidate, fed, padded = run_engine(session, data, plan, output)
+        outputs, fed, padded = run_engine(session, data, plan, names)
         timing = _time(session, data, plan, warmup_s=warmup_s, duration_s=duration_s,
                        min_runs=min_runs) if measure_latency else None
     finally:
         session.close()
-    if candidate.shape != reference.shape:
-        raise BadInput(f"engine output '{output}' has shape {candidate.shape}, the FP32 reference {reference.shape}")
-    fp32, engine = compare_outputs(reference, candidate.astype(reference.dtype, copy=False), data.labels, task, data.source)
+    candidate = []
+    for name, ref in zip(names, reference):
+        if outputs[name].shape != ref.shape:
+            raise BadInput(f"engine output '{name}' has shape {outputs[name].shape}, the FP32 reference {ref.shape}")
+        candidate.append(outputs[name].astype(ref.dtype, copy=False))
+    kinds, spec_outputs, metric = (spec.output_kinds, spec.outputs, spec.metric) if spec is not None else (None, None, None)
+    fp32, engine, judgement = compare_all(names, reference, candidate, data.labels, task, kinds, metric, spec_outputs,
+                                          data.source)
     if timing is not None:
         engine.latency_ms = timing.host_latency
     device = f"{metadata.get('gpu_name', 'GPU')}, TensorRT {metadata.get('tensorrt_version', '?')}"
     return EngineValidation(samples=len(data), task=task, precision=plan.precision, batches=fed, padded=padded,
-                            fp32=fp32, engine=engine, timing=timing, device=device)
+                            fp32=fp32, engine=engine, timing=timing, device=device, outputs=judgement.outputs,
+                            drop=judgement.drop, drop_how=judgement.how)
 
 
 def validate_build(path: Path, data_path: Path, *, reader: Any = None, warmup_s: float = 0.2,
@@ -162,8 +177,8 @@ def validate_build(path: Path, data_path: Path, *, reader: Any = None, warmup_s:
         raise BadInput(f"{build_dir / LAYOUT.manifest}: no model spec (key 'model.spec')") from None
     fp32_path = verify_artifact(build_dir, manifest, LAYOUT.fp32_onnx)
     data = load_dataset(data_path, spec, "evaluation", reader)
-    result = validate_engine(build_dir, fp32_path, data, spec.task, target, warmup_s=warmup_s, duration_s=duration_s,
-                             min_runs=min_runs, trt=trt, cuda=cuda)
+    result = validate_engine(build_dir, fp32_path, data, spec.task, target, spec=spec, warmup_s=warmup_s,
+                             duration_s=duration_s, min_runs=min_runs, trt=trt, cuda=cuda)
     metrics = result.as_validate_result()
     thresholds = {g.get("name"): g.get("threshold") for g in manifest.get("gates", [])}
     gate_config = target.gates
