@@ -53,8 +53,10 @@ def capability_matches(installed: str, pinned: Optional[str]) -> bool:
 
 
 def cudart_candidates() -> List[str]:
-    names = [ctypes.util.find_library("cudart") or "", "libcudart.so", "libcudart.so.12", "libcudart.so.11.0",
-             "/usr/local/cuda/lib64/libcudart.so"]
+    """The loader's path, JetPack's /usr/local/cuda, and pip's nvidia-cuda-runtime wheels
+    (site-packages/nvidia/<pkg>/lib, which the loader does not search)."""
+    names = [ctypes.util.find_library("cudart") or "", "libcudart.so", "libcudart.so.13", "libcudart.so.12",
+             "libcudart.so.11.0", "/usr/local/cuda/lib64/libcudart.so"]
     for entry in sys.path:
         names += sorted(glob.glob(os.path.join(entry or ".", "nvidia", "*", "lib", "libcudart.so*")))
     return [n for n in names if n]
@@ -114,6 +116,7 @@ class Cuda:
                                              kind, ctypes.c_void_p(stream)), "cudaMemcpyAsync")
 
     def to_device(self, ptr: int, array: np.ndarray, stream: int) -> None:
+        array = np.ascontiguousarray(array)
         self._copy(ptr, array.ctypes.data, array.nbytes, 1, stream)
 
     def to_host(self, array: np.ndarray, ptr: int, stream: int) -> None:
@@ -167,13 +170,15 @@ class Session:
         self.outputs = [n for n in names if n not in self.inputs]
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self.host, self.device, self.events = {}, {}, []  # type: Dict[str, np.ndarray], Dict[str, int], List[int]
+        self.shapes = {}  # type: Dict[str, Tuple[int, ...]]
 
-    def fill(self, feeds: Dict[str, np.ndarray]) -> None:
-        """Shapes from `feeds`, buffers (re)sized to them, the feeds cast to the engine's types
-        (an int64 ONNX input is INT32 in a TensorRT 8.5 engine)."""
+    def set_shapes(self, shapes: Dict[str, Tuple[int, ...]]) -> None:
+        """Every input's shape, and the buffers (re)sized to it (outputs follow from the inputs)."""
         for name in self.inputs:
-            if not self.context.set_input_shape(name, tuple(int(d) for d in feeds[name].shape)):
-                raise Refused("input '{}': shape {} is outside the engine's profile".format(name, feeds[name].shape), 2)
+            shape = tuple(int(d) for d in shapes[name])
+            if not self.context.set_input_shape(name, shape):
+                raise Refused("input '{}': shape {} is outside the engine's profile".format(name, shape), 2)
+            self.shapes[name] = shape
         for name in self.inputs + self.outputs:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             if name not in self.host or self.host[name].shape != shape:
@@ -183,7 +188,14 @@ class Session:
                 self.host[name] = self.cuda.host_array(shape, self.dtypes[name])
                 self.device[name] = self.cuda.malloc(self.host[name].nbytes)
                 if not self.context.set_tensor_address(name, self.device[name]):
-                    raise RuntimeError("TensorRT refused the address of tensor '{}'".format(name))
+                    raise RuntimeError("TensorRT refused the device address of tensor '{}'".format(name))
+
+    def fill(self, feeds: Dict[str, np.ndarray]) -> None:
+        """`feeds` into the input buffers, cast to the engine's types (an int64 ONNX input is
+        INT32 in a TensorRT 8.5 engine); the engine is reshaped first when their shapes differ."""
+        shapes = {name: tuple(int(d) for d in feeds[name].shape) for name in self.inputs}
+        if shapes != self.shapes:
+            self.set_shapes(shapes)
         for name in self.inputs:
             self.host[name][...] = feeds[name]
 
@@ -226,7 +238,10 @@ class Session:
             self.cuda.free(self.device.pop(name))
         for event in self.events:
             self.cuda.destroy_event(event)
-        self.cuda.destroy_stream(self.stream)
+        self.events = []
+        if self.stream:
+            self.cuda.destroy_stream(self.stream)
+        self.stream = 0
 
 
 def layer_report(engine: Any, trt: Any) -> Dict[str, Any]:

@@ -3,7 +3,8 @@
 TensorRT is absent on most hosts (and never on PyPI for Jetson), so nothing else in edgeopt
 imports it: callers ask `available()` and get the module from `module()` only when they need it.
 The CUDA runtime is reached through ctypes (as Polygraphy does) so that building and timing an
-engine on a Jetson needs nothing beyond JetPack: no pycuda, no cuda-python, no torch.
+engine on a Jetson needs nothing beyond JetPack: no pycuda, no cuda-python, no torch. The ctypes
+calls are the device runner's own (device_runtime.py, Python 3.8-clean), which this module extends.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 
+from edgeopt import device_runtime
 from edgeopt.device_runtime import version_matches  # noqa: F401  (the one rule, shared with the device runner)
 from edgeopt.errors import MissingEnvironment
 
@@ -72,7 +72,6 @@ def flag(trt: ModuleType, enum: str, name: str) -> Any:
 
 # --- CUDA runtime via ctypes ------------------------------------------------------------------
 
-_H2D, _D2H = 1, 2  # cudaMemcpyKind: part of the CUDA ABI, stable across releases
 _ATTR_CC_MAJOR, _ATTR_CC_MINOR = 75, 76  # cudaDevAttrComputeCapabilityMajor/Minor
 
 
@@ -82,17 +81,12 @@ class DeviceInfo:
     compute_capability: str  # "8.7"
 
 
-class Cuda:
-    """The handful of CUDA runtime calls an engine needs: memory, copies, a stream, events."""
+class Cuda(device_runtime.Cuda):
+    """The device runner's CUDA runtime (device_runtime.Cuda: memory, pinned buffers, copies, a
+    stream, events), plus the GPU's name; a missing runtime or GPU is MissingEnvironment (exit 3)."""
 
     def __init__(self, lib: ctypes.CDLL | None = None):
-        self.lib = lib or _load_cudart()
-
-    def _check(self, status: int, call: str) -> None:
-        if status != 0:
-            self.lib.cudaGetErrorString.restype = ctypes.c_char_p
-            text = self.lib.cudaGetErrorString(status).decode()
-            raise RuntimeError(f"CUDA {call} failed: {text} ({status})")
+        super().__init__(lib or _load_cudart())
 
     def device(self, index: int = 0) -> DeviceInfo:
         count = ctypes.c_int()
@@ -110,87 +104,8 @@ class Cuda:
         name = props.raw[:256].split(b"\0", 1)[0].decode(errors="replace")
         return DeviceInfo(name=name or _jetson_model() or "unknown", compute_capability=f"{major_.value}.{minor_.value}")
 
-    def malloc(self, nbytes: int) -> int:
-        ptr = ctypes.c_void_p()
-        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(nbytes, 1))), "cudaMalloc")
-        return int(ptr.value or 0)
 
-    def free(self, ptr: int) -> None:
-        self._check(self.lib.cudaFree(ctypes.c_void_p(ptr)), "cudaFree")
-
-    def to_device(self, ptr: int, array: np.ndarray, stream: int) -> None:
-        array = np.ascontiguousarray(array)
-        self._check(
-            self.lib.cudaMemcpyAsync(
-                ctypes.c_void_p(ptr), ctypes.c_void_p(array.ctypes.data), ctypes.c_size_t(array.nbytes),
-                _H2D, ctypes.c_void_p(stream)),
-            "cudaMemcpyAsync",
-        )
-
-    def to_host(self, array: np.ndarray, ptr: int, stream: int) -> None:
-        self._check(
-            self.lib.cudaMemcpyAsync(
-                ctypes.c_void_p(array.ctypes.data), ctypes.c_void_p(ptr), ctypes.c_size_t(array.nbytes),
-                _D2H, ctypes.c_void_p(stream)),
-            "cudaMemcpyAsync",
-        )
-
-    def stream(self) -> int:
-        handle = ctypes.c_void_p()
-        self._check(self.lib.cudaStreamCreate(ctypes.byref(handle)), "cudaStreamCreate")
-        return int(handle.value or 0)
-
-    def destroy_stream(self, stream: int) -> None:
-        self._check(self.lib.cudaStreamDestroy(ctypes.c_void_p(stream)), "cudaStreamDestroy")
-
-    def destroy_event(self, event: int) -> None:
-        self._check(self.lib.cudaEventDestroy(ctypes.c_void_p(event)), "cudaEventDestroy")
-
-    def host_array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A zeroed numpy array in pinned (page-locked) host memory, as trtexec's host buffers
-        (cudaMallocHost): copies from pageable memory are staged and slower. Free with free_host."""
-        nbytes = max(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
-        ptr = ctypes.c_void_p()
-        self._check(self.lib.cudaMallocHost(ctypes.byref(ptr), ctypes.c_size_t(nbytes)), "cudaMallocHost")
-        raw = (ctypes.c_byte * nbytes).from_address(int(ptr.value or 0))
-        array = np.frombuffer(raw, dtype=np.uint8)[: nbytes].view(dtype)[: int(np.prod(shape))].reshape(shape)
-        array[...] = 0
-        return array
-
-    def free_host(self, array: np.ndarray) -> None:
-        """Free a host_array (its data pointer is the start of the pinned allocation)."""
-        self._check(self.lib.cudaFreeHost(ctypes.c_void_p(array.ctypes.data)), "cudaFreeHost")
-
-    def synchronize(self, stream: int) -> None:
-        self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
-
-    def event(self) -> int:
-        handle = ctypes.c_void_p()
-        self._check(self.lib.cudaEventCreate(ctypes.byref(handle)), "cudaEventCreate")
-        return int(handle.value or 0)
-
-    def record(self, event: int, stream: int) -> None:
-        self._check(self.lib.cudaEventRecord(ctypes.c_void_p(event), ctypes.c_void_p(stream)), "cudaEventRecord")
-
-    def elapsed_ms(self, start: int, end: int) -> float:
-        ms = ctypes.c_float()
-        self._check(
-            self.lib.cudaEventElapsedTime(ctypes.byref(ms), ctypes.c_void_p(start), ctypes.c_void_p(end)),
-            "cudaEventElapsedTime",
-        )
-        return float(ms.value)
-
-
-def cudart_candidates() -> list[str]:
-    """Where libcudart may be: the loader's path, JetPack's /usr/local/cuda, and pip's
-    nvidia-cuda-runtime wheels (site-packages/nvidia/<pkg>/lib, which the loader does not search)."""
-    candidates = [ctypes.util.find_library("cudart") or "", "libcudart.so", "libcudart.so.13", "libcudart.so.12",
-                  "libcudart.so.11.0", "/usr/local/cuda/lib64/libcudart.so"]
-    for entry in sys.path:
-        folder = Path(entry or ".") / "nvidia"
-        if folder.is_dir():
-            candidates += sorted(str(p) for p in folder.glob("*/lib/libcudart.so*"))
-    return [c for c in candidates if c]
+cudart_candidates = device_runtime.cudart_candidates  # where libcudart may be (pip's nvidia wheels included)
 
 
 def _load_cudart() -> ctypes.CDLL:
