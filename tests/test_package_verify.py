@@ -15,8 +15,8 @@ from conftest import run_cli
 from edgeopt.backends.tensorrt.api import DeviceInfo
 from edgeopt.backends.tensorrt.builder import EngineBuilder
 from edgeopt.errors import MissingEnvironment
-from edgeopt.package_verify import verify
-from edgeopt.stages.package import checksums_text, package
+from edgeopt.package.verify import verify
+from edgeopt.package.bundle import checksums_text, package
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, run_cli
 
 from edgeopt import targets
-from edgeopt.package_verify import verify
+from edgeopt.package.verify import verify
 
 pytestmark = pytest.mark.slow
 TINY = REPO / "tests" / "data" / "release-project"  # hyphenated: not an importable package name

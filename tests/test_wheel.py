@@ -36,7 +36,7 @@ def test_wheel_and_sdist_build_and_the_wheel_runs_without_the_repository(tmp_pat
     assert sorted(p.name for p in dist.iterdir()) == [wheel.name, f"edgeopt-{edgeopt.__version__}.tar.gz"]
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"edgeopt/_shipped/targets/jetson-orin-nano-8gb.yaml", "edgeopt/_shipped/calibration/digits_eval.npz",
-            "edgeopt/_shipped/examples/digits/weights.pt", "edgeopt/stages/package.py", "edgeopt/serving/triton.py",
+            "edgeopt/_shipped/examples/digits/weights.pt", "edgeopt/package/bundle.py", "edgeopt/package/triton.py",
             "edgeopt/release.py"} <= names
     entry_points = zipfile.ZipFile(wheel).read(f"edgeopt-{edgeopt.__version__}.dist-info/entry_points.txt").decode()
     assert re.search(r"^edgeopt = edgeopt\.__main__:run$", entry_points, re.M)

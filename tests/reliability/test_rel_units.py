@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from edgeopt import build_dir
-from edgeopt.archive import safe_extract
+from edgeopt.package.archive import safe_extract
 from edgeopt.cache import StageCache, cache_clear, cache_info
 from edgeopt.errors import BadInput, EdgeoptError, ToolFailed, cause_text, user_line
 

@@ -17,8 +17,8 @@ from conftest import REPO
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from edgeopt import targets
-from edgeopt.serving.triton import config_text
-from edgeopt.stages.package import package
+from edgeopt.package.triton import config_text
+from edgeopt.package.bundle import package
 
 SCHEMA = REPO / "tests" / "data" / "triton-model-config"  # hyphenated: never importable as the `triton` package torch probes for
 

@@ -22,7 +22,7 @@ from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
 from edgeopt.backends.tensorrt.builder import compile_tensorrt
 from edgeopt.build_dir import LAYOUT
 from edgeopt.models.spec import InputSpec
-from edgeopt.stages.package import npz_bytes
+from edgeopt.package.bundle import npz_bytes
 
 SHIPPED = ["device_runner", "device_runtime", "timing", "compare"]  # the toolchain's own modules, in every GPU package
 SOURCES = [Path(edgeopt.__file__).parent / f"{name}.py" for name in SHIPPED]

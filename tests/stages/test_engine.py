@@ -17,7 +17,7 @@ from edgeopt.models.spec import InputSpec
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
 from edgeopt import bench
-from edgeopt.archive import safe_extract
+from edgeopt.package.archive import safe_extract
 from edgeopt.backends.tensorrt.device import engine_build, open_build
 from edgeopt.backends.tensorrt.api import DeviceInfo
 

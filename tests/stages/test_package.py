@@ -18,7 +18,7 @@ import edgeopt
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
-from edgeopt.stages.package import npz_bytes, package
+from edgeopt.package.bundle import npz_bytes, package
 
 
 def _members(archive: Path) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
@@ -103,7 +103,7 @@ def test_the_extracted_gpu_package_runs_on_the_device_runner(jetson_build, tmp_p
     from fake_tensorrt import FakeTensorRT
 
     from edgeopt import device_runner
-    from edgeopt.archive import safe_extract
+    from edgeopt.package.archive import safe_extract
 
     result = package(Path(jetson_build["build_dir"]), tmp_path)
     folder = tmp_path / "device"
@@ -128,7 +128,7 @@ def test_the_packaged_runner_runs_as_a_script_and_says_what_the_host_lacks(jetso
     import subprocess
     import sys
 
-    from edgeopt.archive import safe_extract
+    from edgeopt.package.archive import safe_extract
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here: the device tests cover this host")

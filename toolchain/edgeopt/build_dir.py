@@ -45,7 +45,7 @@ class BuildLayout:
     metrics: str = "metrics.json"
     latency_samples: str = "latency.json"  # raw single-run times (ms) of the validate stage, per precision
     manifest: str = "manifest.json"
-    # release packages (stages/package.py): files a package adds beside the build's own
+    # release packages (package/bundle.py): files a package adds beside the build's own
     package_info: str = "package.json"
     checksums: str = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format
     report: str = "report.md"
@@ -59,7 +59,7 @@ class BuildLayout:
     layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
     eval_inputs: str = "eval_inputs.npz"
     eval_fp32_outputs: str = "eval_fp32_outputs.npz"
-    # Triton model repository (serving/triton.py): <model>/config.pbtxt and <model>/1/<file>
+    # Triton model repository (package/triton.py): <model>/config.pbtxt and <model>/1/<file>
     triton_config: str = "config.pbtxt"
     triton_onnx: str = "model.onnx"
     triton_plan: str = "model.plan"

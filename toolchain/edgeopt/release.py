@@ -58,7 +58,7 @@ def build_pair(model: str, target: str, options: dict, metric: str, packages: Pa
     """One pair in a worker process: build, package, and the summary row (never raises)."""
     from edgeopt.errors import EdgeoptError
     from edgeopt.pipeline import BuildOptions, build
-    from edgeopt.stages.package import package
+    from edgeopt.package.bundle import package
 
     row = {"model": model, "target": target, "pid": os.getpid(), "started": time.time()}
     try:
@@ -86,7 +86,7 @@ def exit_code(rows: list[dict]) -> int:
 
 def run_release(project_path: Path, out: Path, *, jobs: int | None = None, version: str | None = None,
                 models: tuple[str, ...] = (), targets: tuple[str, ...] = ()) -> ReleaseResult:
-    from edgeopt.report.release import render_release
+    from edgeopt.package.release import render_release
 
     project = load_project(project_path)
     pairs = project.pairs(tuple(models), tuple(targets))

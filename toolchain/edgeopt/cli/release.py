@@ -24,7 +24,7 @@ from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_
 @handle_errors
 def package_command(build_dir, out, version, layout, eval_, as_json):
     """A reproducible .tar.gz of BUILD_DIR for deployment (with SHA256SUMS)."""
-    from edgeopt.stages.package import package
+    from edgeopt.package.bundle import package
 
     result = package(build_dir, out, version=version, layout=layout, eval_path=eval_)
     emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.path}  ({result.bytes:,} bytes, sha256 {result.sha256})")
@@ -37,7 +37,7 @@ def package_command(build_dir, out, version, layout, eval_, as_json):
 @handle_errors
 def verify_command(package_path, device, as_json):
     """Check a package's files, schemas and (on a device) TensorRT and GPU; exit 1 naming what differs."""
-    from edgeopt.package_verify import verify
+    from edgeopt.package.verify import verify
 
     result = verify(package_path, device=device)
     lines = [f"{result.package}: {result.files} files, " + ("ok" if result.ok else "FAILED")] + [f"  {p}" for p in result.problems]

@@ -1,4 +1,6 @@
-"""Package archives: extraction that never writes outside its folder.
+"""Package archives, the one module that reads and writes tar/gzip: a reproducible .tar.gz
+(sorted, mtime 0, root-owned, fixed modes and gzip header), and extraction that never writes
+outside its folder.
 
 Refused: absolute paths, `..`, links and device files; tarfile's `data` filter is applied on top
 where Python has it. Limits on total size and file count stop a decompression bomb before it
@@ -9,6 +11,7 @@ folder is never merged into or overwritten.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import tarfile
@@ -20,6 +23,45 @@ from edgeopt.errors import BadInput, cause_text
 
 MAX_TOTAL_BYTES = 8 << 30  # an engine plus ONNX files; far above any real package
 MAX_FILES = 10_000
+EXECUTABLE = 0o755
+REGULAR = 0o644
+Content = bytes | Path  # an entry's bytes, or the file that holds them
+
+
+def _tarinfo(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.type = size, mode, kind
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info
+
+
+def write_archive(dest: Path, root: str, entries: dict[str, Content], executable: frozenset[str] = frozenset()) -> None:
+    """`dest` (.tar.gz) holding `root/` and `entries` under it, sorted; written atomically."""
+    folders = {str(parent) for name in entries for parent in Path(name).parents if str(parent) != "."}
+    members = sorted([(name, None) for name in folders] + [(name, entries[name]) for name in entries])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            # filename="" leaves FNAME out of the gzip header; mtime=0 fixes MTIME (RFC 1952).
+            # Level 6 (gzip's default): on the digits Jetson bundle (5.5 MB of tar, mostly float
+            # weights) level 9 took 25% longer for 0.1% fewer bytes (0.19 s vs 0.15 s, 3.631 vs 3.635 MB).
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
+                with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    tar.addfile(_tarinfo(root, 0, EXECUTABLE, tarfile.DIRTYPE))
+                    for name, content in members:
+                        path = f"{root}/{name}"
+                        if content is None:
+                            tar.addfile(_tarinfo(path, 0, EXECUTABLE, tarfile.DIRTYPE))
+                            continue
+                        data = content.read_bytes() if isinstance(content, Path) else content
+                        mode = EXECUTABLE if name in executable else REGULAR
+                        tar.addfile(_tarinfo(path, len(data), mode), io.BytesIO(data))
+        os.chmod(tmp, REGULAR)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def safe_extract(archive: Path, dest: Path, max_bytes: int = MAX_TOTAL_BYTES, max_files: int = MAX_FILES) -> None:

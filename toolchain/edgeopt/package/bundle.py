@@ -1,4 +1,4 @@
-"""The package stage: a build directory -> a byte-for-byte reproducible release bundle (.tar.gz).
+"""A release bundle: a build directory -> a byte-for-byte reproducible .tar.gz (archive.write_archive).
 
 What goes in (issue 14): GPU targets ship the portable half of a TensorRT build (the ONNX the
 plan builds from, build_plan.json, the calibration cache, the FP32 ONNX as the reference of
@@ -7,19 +7,15 @@ evaluation inputs with their FP32 outputs so the device can validate without the
 CPU targets ship the ONNX Runtime model and its session settings. Every package adds
 manifest.json, metrics.json, report.md, package.json and SHA256SUMS (`sha256sum -c` format).
 
-Reproducible: entries sorted, every mtime 0, uid/gid 0 with empty owner names, modes 0644/0755,
+Reproducible (archive.py): entries sorted, every mtime 0, uid/gid 0 with empty owner names, modes 0644/0755,
 PAX headers carrying nothing but what the entry needs, and a gzip header with mtime 0 and no
 file name. The same build packaged twice (or on two machines with one zlib) gives the same bytes.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
-import os
-import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Literal
@@ -32,11 +28,9 @@ from edgeopt.assemble import slug
 from edgeopt.build_dir import LAYOUT, find_build, read_build, verify_artifact
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
+from edgeopt.package.archive import EXECUTABLE, REGULAR, Content, write_archive
 
 PACKAGE_FORMAT = 1
-EXECUTABLE = 0o755
-REGULAR = 0o644
-Content = bytes | Path  # an entry's bytes, or the file that holds them
 
 
 class PackageFile(BaseModel):
@@ -94,42 +88,6 @@ def checksums_text(entries: dict[str, Content]) -> str:
         return sha256_file(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
 
     return "".join(f"{digest(entries[name])}  {name}\n" for name in sorted(entries))
-
-
-def _tarinfo(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.type = size, mode, kind
-    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-    return info
-
-
-def write_archive(dest: Path, root: str, entries: dict[str, Content], executable: frozenset[str] = frozenset()) -> None:
-    """`dest` (.tar.gz) holding `root/` and `entries` under it, sorted; written atomically."""
-    folders = {str(parent) for name in entries for parent in Path(name).parents if str(parent) != "."}
-    members = sorted([(name, None) for name in folders] + [(name, entries[name]) for name in entries])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            # filename="" leaves FNAME out of the gzip header; mtime=0 fixes MTIME (RFC 1952).
-            # Level 6 (gzip's default): on the digits Jetson bundle (5.5 MB of tar, mostly float
-            # weights) level 9 took 25% longer for 0.1% fewer bytes (0.19 s vs 0.15 s, 3.631 vs 3.635 MB).
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
-                with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    tar.addfile(_tarinfo(root, 0, EXECUTABLE, tarfile.DIRTYPE))
-                    for name, content in members:
-                        path = f"{root}/{name}"
-                        if content is None:
-                            tar.addfile(_tarinfo(path, 0, EXECUTABLE, tarfile.DIRTYPE))
-                            continue
-                        data = content.read_bytes() if isinstance(content, Path) else content
-                        mode = EXECUTABLE if name in executable else REGULAR
-                        tar.addfile(_tarinfo(path, len(data), mode), io.BytesIO(data))
-        os.chmod(tmp, REGULAR)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- what a package holds ---------------------------------------------------------------------
@@ -264,12 +222,12 @@ def package_name(manifest: dict, version: str | None, layout: str) -> str:
 def package(build_dir: Path, out: Path | None = None, *, version: str | None = None,
             layout: Literal["bundle", "triton"] = "bundle", eval_path: Path | None = None) -> PackageResult:
     """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory."""
-    from edgeopt.report.release import render_package
+    from edgeopt.package.release import render_package
 
     build_dir = find_build(Path(build_dir))
     manifest, target = read_build(build_dir)
     if layout == "triton":
-        from edgeopt.serving.triton import triton_files
+        from edgeopt.package.triton import triton_files
 
         entries, roles = triton_files(build_dir, manifest, target)
     else:

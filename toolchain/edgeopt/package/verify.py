@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edgeopt.archive import safe_extract
+from edgeopt.package.archive import safe_extract
 from edgeopt.build_dir import LAYOUT
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
-from edgeopt.stages.package import PackageInfo
+from edgeopt.package.bundle import PackageInfo
 
 _LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 

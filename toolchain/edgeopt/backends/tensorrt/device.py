@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt import bench
-from edgeopt.archive import safe_extract
+from edgeopt.package.archive import safe_extract
 from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
 from edgeopt.backends.tensorrt.builder import EngineBuilder, build_engine, host_mismatch, read_plan
 from edgeopt.backends.tensorrt.layers import layer_note
