@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeopt import bench
+from edgeopt import api, bench
 
 
 class FakeClock:
@@ -206,7 +206,7 @@ def test_numpy_inverted_cdf_equals_trtexecs_rule_for_every_count(p):
 def test_bench_onnx_on_the_example_keeps_samples_and_stats(example_build):
     from pathlib import Path
 
-    doc = bench.bench_build(Path(example_build["build_dir"]), duration_s=0.3, batch=3, warmup_s=0.05)
+    doc = api.bench_build(Path(example_build["build_dir"]), duration_s=0.3, batch=3, warmup_s=0.05)
     samples = doc["samples_ms"]
     stats = doc["latency_ms"]
     assert doc["backend"] == "onnxruntime" and doc["batch"] == 3 and doc["threads"] >= 1

@@ -5,7 +5,7 @@ The Python API (edgeopt.api) is importable from here: `edgeopt.build(...)`, `edg
 are lazy so that `import edgeopt` stays cheap.
 """
 
-__version__ = "0.1.0"
+from edgeopt.version import __version__  # noqa: F401
 
 _API = ("build", "plan", "target", "BuildOptions", "BuildResult")
 

@@ -10,6 +10,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from edgeopt import bench
+from edgeopt.backends.tensorrt.device import time_build
+from edgeopt.build_dir import LAYOUT
+from edgeopt.errors import BadInput
 from edgeopt.pipeline import BuildOptions, Pipeline, Progress, dry_run
 from edgeopt.results import BuildResult
 from edgeopt.targets import TargetProfile, load_all, resolve
@@ -37,4 +44,16 @@ def target(name: str, targets_dir: str | None = None) -> TargetProfile:
     return resolve(name, targets_dir)
 
 
-__all__ = ["BuildOptions", "BuildResult", "build", "plan", "target", "targets"]
+def bench_build(build_dir: Path, *, duration_s: float = 3.0, batch: int = 1, warmup_s: float = 0.2) -> dict[str, Any]:
+    """`edgeopt bench BUILD_DIR`: the build's deployable artifact, timed by the matching harness."""
+    build_dir = Path(build_dir)
+    if (build_dir / LAYOUT.tensorrt_engine).is_file():
+        timing = time_build(build_dir, warmup_s=warmup_s, duration_s=duration_s)
+        return {"model": str(build_dir / LAYOUT.tensorrt_engine), "backend": "tensorrt", **timing.model_dump(mode="json")}
+    for name in (LAYOUT.ort_deployable, LAYOUT.int8_onnx):
+        if (build_dir / name).is_file():
+            return bench.bench_onnx(build_dir / name, duration_s=duration_s, warmup_s=warmup_s, batch=batch)
+    raise BadInput(f"{build_dir}: no {LAYOUT.ort_deployable}, {LAYOUT.int8_onnx} or {LAYOUT.tensorrt_engine} to time")
+
+
+__all__ = ["BuildOptions", "BuildResult", "bench_build", "build", "plan", "target", "targets"]

@@ -20,29 +20,13 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from edgeopt import timing
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
+from edgeopt.metrics.latency import EngineTiming, Latency  # noqa: F401  (the results' types, a layer down)
 
 CV_WARNING = 0.01  # trtexec warns when GPU compute time's coefficient of variance is above 1 %
-
-
-class Latency(BaseModel):
-    """Single-run times in ms. `p50` is the median (the mean of the two middle runs for an even count)."""
-
-    p10: float | None = None  # near the uncontended speed: a shared host's bursts skew p50
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-    cv: float  # coefficient of variation of single-run times (std / mean; 0.01 = 1 %)
-    runs: int
-    threads: int  # host threads running the model; 1 for an engine (one thread enqueues, as in trtexec)
-    min: float | None = None
-    max: float | None = None
-    p95: float | None = None
 
 
 percentile = timing.percentile  # trtexec's rule, one copy (timing.py), shared with the device runner
@@ -104,38 +88,6 @@ class TimedSession(Protocol):
     def event(self) -> Any: ...
     def record(self, event: Any) -> None: ...
     def elapsed_ms(self, start: Any, end: Any) -> float: ...
-
-
-class EngineTiming(BaseModel):
-    """trtexec's performance summary. Every time is per inference (one batch of `batch` samples)."""
-
-    host_latency: Latency = Field(description="H2D + GPU compute + D2H from CUDA events (trtexec's 'Latency')")
-    gpu_compute: Latency = Field(description="the engine alone on the GPU (trtexec's 'GPU Compute Time')")
-    h2d: Latency
-    d2h: Latency
-    enqueue: Latency = Field(description="host time spent in the execute call")
-    batch: int = 1
-    runs: int
-    duration_s: float = Field(description="host wall time of the timed runs")
-    throughput_qps: float = Field(description="inferences per second; samples per second = qps x batch")
-    warmup_s: float
-    warnings: list[str] = Field(default_factory=list)
-
-    def latency_ms(self) -> dict[str, float]:
-        """The `latency_ms` block of `edgeopt build --json`: host latency, as trtexec's 'Latency'."""
-        return {"p50": self.host_latency.p50, "p90": self.host_latency.p90, "p99": self.host_latency.p99}
-
-    def summary_lines(self) -> list[str]:
-        """trtexec's performance summary, in its words."""
-        def line(label: str, stats: Latency) -> str:
-            return (f"{label}: min = {stats.min} ms, max = {stats.max} ms, mean = {stats.mean} ms, median = "
-                    f"{stats.p50} ms, percentile(90%) = {stats.p90} ms, percentile(95%) = {stats.p95} ms, "
-                    f"percentile(99%) = {stats.p99} ms, CV = {stats.cv:.2%}")
-
-        lines = [f"Throughput: {self.throughput_qps} qps (batch {self.batch}), {self.runs} runs in {self.duration_s} s",
-                 line("Latency", self.host_latency), line("Enqueue Time", self.enqueue), line("H2D Latency", self.h2d),
-                 line("GPU Compute Time", self.gpu_compute), line("D2H Latency", self.d2h)]
-        return lines + [f"warning: {w}" for w in self.warnings]
 
 
 def _engine_warnings(timing: EngineTiming, cv_threshold: float) -> list[str]:
@@ -232,20 +184,3 @@ def interleaved(run_a: Callable[[], Any], run_b: Callable[[], Any], *, blocks: i
         for run, out in order:
             out.append(run_for(run, 0.0, 0.0, block_runs))
     return out_a, out_b
-
-
-def bench_build(build_dir: Path, *, duration_s: float = 3.0, batch: int = 1, warmup_s: float = 0.2) -> dict[str, Any]:
-    """`edgeopt bench BUILD_DIR`: the build's deployable artifact, timed by the matching harness."""
-    from edgeopt.build_dir import LAYOUT
-    from edgeopt.errors import BadInput
-
-    build_dir = Path(build_dir)
-    if (build_dir / LAYOUT.tensorrt_engine).is_file():
-        from edgeopt.backends.tensorrt.device import time_build
-
-        timing = time_build(build_dir, warmup_s=warmup_s, duration_s=duration_s)
-        return {"model": str(build_dir / LAYOUT.tensorrt_engine), "backend": "tensorrt", **timing.model_dump(mode="json")}
-    for name in (LAYOUT.ort_deployable, LAYOUT.int8_onnx):
-        if (build_dir / name).is_file():
-            return bench_onnx(build_dir / name, duration_s=duration_s, warmup_s=warmup_s, batch=batch)
-    raise BadInput(f"{build_dir}: no {LAYOUT.ort_deployable}, {LAYOUT.int8_onnx} or {LAYOUT.tensorrt_engine} to time")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import edgeopt
+from edgeopt.version import __version__
 from edgeopt.errors import BadInput, CannotWrite, cause_text
 from edgeopt.hashing import sha256_file
 from edgeopt.host import host_info, library_versions
@@ -219,7 +219,7 @@ def describe_artifact(path: Path, root: Path) -> dict:
 def new_manifest(host: dict | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
-        "edgeopt": edgeopt.__version__,
+        "edgeopt": __version__,
         "libraries": library_versions(),
         "host": host or host_info(),
     }

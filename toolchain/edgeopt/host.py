@@ -10,6 +10,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from edgeopt.hashing import sha256_file, sha256_json
+from edgeopt.version import __version__
+
 TRACKED_LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "torch-pruning",
                      "optimum-onnx", "transformers", "tensorrt")
 
@@ -88,11 +91,6 @@ def stands_for(target) -> tuple[bool, str | None]:
 def edgeopt_fingerprint() -> str:
     """edgeopt's version plus a hash of its own source: a code change (a merge, a local edit)
     must never be served artifacts an older edgeopt made under the same version number."""
-    import edgeopt
-    from edgeopt.hashing import sha256_file
-
-    root = Path(edgeopt.__file__).parent
+    root = Path(__file__).parent  # the edgeopt package
     digest = "".join(sha256_file(p) for p in sorted(root.rglob("*.py")))
-    from edgeopt.hashing import sha256_json
-
-    return f"{edgeopt.__version__}+{sha256_json(digest)}"
+    return f"{__version__}+{sha256_json(digest)}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-import edgeopt
+from edgeopt.version import __version__
 from edgeopt.cli.build import build
 from edgeopt.cli.cache import cache
 from edgeopt.cli.common import Group
@@ -20,7 +20,7 @@ from edgeopt.cli.targets import targets
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(edgeopt.__version__, prog_name="edgeopt")
+@click.version_option(__version__, prog_name="edgeopt")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def main(debug: bool) -> None:
     """edgeopt: a fine-tuned model to a validated INT8 artifact for an edge device."""

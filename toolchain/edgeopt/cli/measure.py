@@ -18,7 +18,7 @@ from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_
 @handle_errors
 def bench_command(build_dir, duration, batch, as_json):
     """Time the deployable artifact of BUILD_DIR on this host: percentiles, CV, throughput, raw samples."""
-    from edgeopt.bench import bench_build
+    from edgeopt.api import bench_build
 
     doc = bench_build(build_dir, duration_s=duration, batch=batch)
     if as_json:

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
 
-from edgeopt.data.dataset import Dataset
+from edgeopt.data.dataset import Dataset, ReaderOptions  # noqa: F401  (importable from here as before)
 from edgeopt.errors import BadInput
 from edgeopt.models.spec import ModelSpec
-
-
-class ReaderOptions(BaseModel):
-    """How to turn raw files into model inputs; unset fields come from the model's metadata."""
-
-    model_config = ConfigDict(frozen=True)
-
-    size: tuple[int, int] | None = None  # images: height, width
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    layout: str | None = None  # NCHW or NHWC
-    seq_len: int | None = None  # texts: pad/truncate to this many tokens
-    tokenizer: Path | None = None  # texts: folder holding the model's tokenizer files
-    trust_remote_code: bool = False  # texts: allow a tokenizer that ships its own code
 
 
 def load_dataset(path: str | Path, spec: ModelSpec, what: str = "data",

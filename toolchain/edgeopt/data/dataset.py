@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass
@@ -49,3 +50,17 @@ class Dataset:
                 digest.update(np.ascontiguousarray(self.inputs[name][row]).tobytes())
             hashes.add(digest.hexdigest())
         return hashes
+
+
+class ReaderOptions(BaseModel):
+    """How to turn raw files into model inputs; unset fields come from the model's metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: tuple[int, int] | None = None  # images: height, width
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str | None = None  # NCHW or NHWC
+    seq_len: int | None = None  # texts: pad/truncate to this many tokens
+    tokenizer: Path | None = None  # texts: folder holding the model's tokenizer files
+    trust_remote_code: bool = False  # texts: allow a tokenizer that ships its own code

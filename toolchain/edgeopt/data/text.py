@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.data import ReaderOptions
-from edgeopt.data.dataset import Dataset
+from edgeopt.data.dataset import Dataset, ReaderOptions
 from edgeopt.errors import BadInput, cause_text
 from edgeopt.models.spec import InputSpec
 

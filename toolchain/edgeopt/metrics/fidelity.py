@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from edgeopt import bench, compare
+from edgeopt import compare
+from edgeopt.metrics.latency import EngineTiming, Latency
 from edgeopt.metrics.outputs import Judgement, OutputMetrics, judge, load_user_metric
 
 
@@ -20,7 +21,7 @@ class PrecisionMetrics(BaseModel):
     cosine_min: float | None = None
     relative_l2: float | None = None
     max_abs_error: float | None = None
-    latency_ms: bench.Latency | None = None
+    latency_ms: Latency | None = None
 
 
 class ValidateResult(BaseModel):
@@ -30,7 +31,7 @@ class ValidateResult(BaseModel):
     int8: PrecisionMetrics
     latency_measured_on: str | None = None
     latency_note: str | None = None
-    engine_timing: bench.EngineTiming | None = None  # a TensorRT engine timed on the device (validate_engine)
+    engine_timing: EngineTiming | None = None  # a TensorRT engine timed on the device (validate_engine)
     outputs: list[OutputMetrics] = Field(default_factory=list, description="every output, with its task metric")
     drop: float | None = None  # judge()'s drop: what the gate reads when outputs were judged
     drop_how: str | None = None

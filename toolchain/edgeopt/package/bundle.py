@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-import edgeopt
+from edgeopt.version import __version__
 from edgeopt.assemble import slug
 from edgeopt.build_dir import LAYOUT, find_build, read_build, verify_artifact
 from edgeopt.errors import BadInput
@@ -237,7 +237,7 @@ def package(build_dir: Path, out: Path | None = None, *, version: str | None = N
     entries[LAYOUT.report], roles[LAYOUT.report] = render_package(manifest).encode(), "report"
     name = package_name(manifest, version, layout)
     info = PackageInfo(
-        name=name, version=version, layout=layout, edgeopt=edgeopt.__version__, model=manifest["model"]["name"],
+        name=name, version=version, layout=layout, edgeopt=__version__, model=manifest["model"]["name"],
         target=target.name, backend=target.backend, engine=(manifest.get("engine") or {}).get("status", "not_applicable"),
         files=[PackageFile(path=p, role=roles[p]) for p in sorted(roles)] + [PackageFile(path=LAYOUT.package_info, role="this file")],
     )

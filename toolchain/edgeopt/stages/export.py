@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput, ToolFailed, cause_text, chain as _chain, is_disk_full, root_cause
@@ -23,17 +22,7 @@ from edgeopt.backends.onnxruntime import session as runtime
 if TYPE_CHECKING:
     import torch
 
-OPSET = 18  # the default; the pipeline passes the target's (backends.export_opset: 17 for TensorRT 8.x)
-PARITY_SAMPLES = 64
-PARITY_TOLERANCE = 1e-3  # max abs difference, relative to the largest output magnitude
-
-
-class ExportResult(BaseModel):
-    opset: int
-    exporter: str
-    parity_samples: int
-    max_abs_diff: float
-    output_scale: float
+from edgeopt.stages.exported import OPSET, PARITY_SAMPLES, PARITY_TOLERANCE, ExportResult  # noqa: E402,F401
 
 
 def static_batch(spec: ModelSpec) -> int | None:

@@ -24,7 +24,7 @@ from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput, ToolFailed, cause_text, chain, is_disk_full
 from edgeopt.models.spec import ModelSpec
-from edgeopt.stages.export import OPSET, PARITY_SAMPLES, PARITY_TOLERANCE, ExportResult
+from edgeopt.stages.exported import OPSET, PARITY_SAMPLES, PARITY_TOLERANCE, ExportResult
 
 _OPTIMUM_TASKS = {"classification": "text-classification", "regression": "text-classification",
                   "embedding": "feature-extraction"}

@@ -5,9 +5,7 @@ time). The torch work is in prune_torch.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
 
 from edgeopt import host
 from edgeopt.build_dir import LAYOUT
@@ -15,26 +13,11 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
 from edgeopt.models.spec import ModelSpec
+from edgeopt.stages.prune_config import Importance, Mode, PruneConfig  # noqa: F401  (the stage's types)
 from edgeopt.targets import TargetProfile
 
-Mode = Literal["channels", "2:4"]
-Importance = Literal["magnitude", "bn", "taylor"]
 PRUNABLE_SOURCES = ("factory",)  # kinds whose loaded model is an nn.Module with its real layers
 DEFAULT_FINETUNE_STEPS = 300
-
-
-class PruneConfig(BaseModel):
-    """What to prune and how; one field per CLI option (`--prune`, `--prune-importance`, ...)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: Mode = Field(description="channels: remove channels; 2:4: semi-structured sparsity masks")
-    ratio: float | None = Field(None, gt=0, lt=1, description="fraction of channels removed per layer")
-    importance: Importance = Field("magnitude", description="channel ranking: weight L2, BN scale, or Taylor")
-    channel_multiple: int = Field(8, ge=1, description="kept channel counts are multiples of this")
-    ignore: tuple[str, ...] = Field((), description="module names left untouched")
-    finetune_steps: int = Field(0, ge=0, description="recovery distillation steps (0: none)")
-    seed: int = 0
 
 
 def parse_prune(value: str | float | None, target: TargetProfile) -> tuple[Mode, float | None] | None:

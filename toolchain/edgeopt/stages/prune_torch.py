@@ -29,7 +29,7 @@ from edgeopt.errors import BadInput
 from edgeopt.models.spec import ModelSpec
 from edgeopt.stages.finetune import FinetuneResult, distill, first_tensor, predict, tensors
 from edgeopt.build_dir import LAYOUT
-from edgeopt.stages.prune import Importance, Mode, PruneConfig
+from edgeopt.stages.prune_config import Importance, Mode, PruneConfig
 
 TAYLOR_SAMPLES = 256
 
