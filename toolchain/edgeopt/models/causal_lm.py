@@ -146,14 +146,14 @@ def float_folder(source: CausalLMSource, work: Path) -> Path:
             _require("accelerate", "GGUF files need accelerate: pip install 'edgeopt[llm]'")
             folder, name = str(source.path.parent), source.path.name
             model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True,
-                                                                      torch_dtype="float32")
+                                                                      dtype="float32")
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
         else:
             _require("peft", "LoRA adapters need peft: pip install 'edgeopt[llm]'")
             import peft
 
             base = transformers.AutoModelForCausalLM.from_pretrained(str(source.base), local_files_only=True,
-                                                                     torch_dtype="float32", use_safetensors=True)
+                                                                     dtype="float32", use_safetensors=True)
             model = peft.PeftModel.from_pretrained(base, str(source.path), local_files_only=True).merge_and_unload()
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(source.path if (source.path / "tokenizer.json").is_file()
                                                                        else source.base), local_files_only=True)
