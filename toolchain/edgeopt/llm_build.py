@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from edgeopt import targets
-from edgeopt.build_dir import staged_directory
+from edgeopt.build_dir import LAYOUT, staged_directory
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file, sha256_tree
 from edgeopt.models import causal_lm
@@ -101,7 +101,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
     calib_ref = language.score_windows(reference.score, None, calib_windows)
     candidates, chosen = [], None
     for bits in ((4, 8) if options.precision != "fp32" else ()):
-        path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / "model.onnx",
+        path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx,
                                                                        wo.WeightOnlyConfig(bits=bits)))
         ppl = language.score_windows(genai.CausalSession(path, threads).score, None, calib_windows)["perplexity"]
         fit = memory_fit(facts, _onnx_bytes(path), context, target.device.memory_gb)
@@ -130,9 +130,9 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
     gates = [GateResult(name="max_perplexity_increase", threshold=gate, value=metrics["perplexity_increase"],
                         passed=metrics["perplexity_increase"] <= gate)]
     shutil.rmtree(staging / "work", ignore_errors=True)
-    (staging / "metrics.json").write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
+    (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
-    (staging / "manifest.json").write_text(json.dumps({"schema_version": 1, "kind": "causal-lm", "model": str(source.path),
+    (staging / LAYOUT.manifest).write_text(json.dumps({"schema_version": 1, "kind": "causal-lm", "model": str(source.path),
                                                        "target": target.name, "stages": [s.model_dump() for s in stages]},
                                                       indent=2) + "\n")
     return BuildResult(
@@ -144,7 +144,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         metrics={"fp32": {"accuracy": None, "latency_ms": None}, "int8": {"accuracy": None, "agreement": metrics["agreement"],
                  "cosine_mean": None, "latency_ms": metrics["token_latency_ms"]}, "llm": metrics},
         engine=EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable"),
-        stages=stages, gates=gates, manifest=str(out / "manifest.json"),
+        stages=stages, gates=gates, manifest=str(out / LAYOUT.manifest),
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
 
 

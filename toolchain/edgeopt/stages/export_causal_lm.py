@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeopt.build_dir import LAYOUT
 from edgeopt.errors import BadInput, cause_text
 
-ONNX_NAME = "model.onnx"
+ONNX_NAME = LAYOUT.causal_lm_onnx
 MAX_LOGIT_DIFF = 1e-2  # fp32 vs fp32; measured ~1e-4 on SmolLM2-135M
 
 
