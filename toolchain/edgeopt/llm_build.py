@@ -99,10 +99,14 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
     reference = genai.CausalSession(fp32, threads)
     calib_windows = language.windows(calib_ids, WINDOW, WINDOWS) or [calib_ids[:WINDOW]]
     calib_ref = language.score_windows(reference.score, None, calib_windows)
-    candidates, chosen = [], None
+    candidates, chosen, exact = [], None, None
     for bits in ((4, 8) if options.precision != "fp32" else ()):
         path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx,
                                                                        wo.WeightOnlyConfig(bits=bits)))
+        if bits == 4 and source.kind == "gguf":  # keep the file's own Q4 blocks: no second rounding
+            from edgeopt.models import gguf
+
+            exact = gguf.apply_blocks(path, source.path, facts["num_heads"], facts["num_kv_heads"], facts["model_type"])
         ppl = language.score_windows(genai.CausalSession(path, threads).score, None, calib_windows)["perplexity"]
         fit = memory_fit(facts, _onnx_bytes(path), context, target.device.memory_gb)
         row = {"precision": f"int{bits}", "calib_perplexity": ppl, "calib_increase": ppl / calib_ref["perplexity"] - 1,
@@ -125,8 +129,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
                     "candidates": [{k: v for k, v in c.items() if k != "path"} for c in candidates],
                     "selection": "the smallest precision whose calibration perplexity increase is within the gate",
                     "eval_is_calibration": eval_is_calib,
-                    "gguf_blocks": "re-quantized (round to nearest, block 32): exact GGUF block reuse is not implemented yet"
-                    if source.kind == "gguf" else None})
+                    "gguf_blocks": _gguf_note(exact) if source.kind == "gguf" else None, "gguf_exact": exact})
     gates = [GateResult(name="max_perplexity_increase", threshold=gate, value=metrics["perplexity_increase"],
                         passed=metrics["perplexity_increase"] <= gate)]
     shutil.rmtree(staging / "work", ignore_errors=True)
@@ -146,6 +149,13 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         engine=EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable"),
         stages=stages, gates=gates, manifest=str(out / LAYOUT.manifest),
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
+
+
+def _gguf_note(exact: dict | None) -> str:
+    if not exact:
+        return "the GGUF's blocks were not reused (no INT4 candidate)"
+    return (f"INT4 keeps the GGUF's own 4-bit blocks exactly in {exact['exact_gguf_matrices']} matrices "
+            f"(MatMulNBits block 32, float zero points); {exact['requantized_matrices']} re-quantized by round to nearest")
 
 
 def _hash(path: Path) -> str:
