@@ -14,12 +14,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import edgeopt
 from edgeopt.backends.onnxruntime import genai
 from edgeopt.metrics import language
-from edgeopt.models import causal_lm
 
 
 def smollm2_gguf() -> Path:
@@ -43,8 +40,7 @@ def main() -> None:
     result = edgeopt.build(str(smollm2_gguf()), target="cpu", calib=calib, eval=evaluation, out=args.out / "build", force=True).to_json()
     build_s = time.perf_counter() - started
     root = Path(result["build_dir"])
-    facts = causal_lm.model_facts(Path(result["artifacts"]["deployable"]))
-    facts.update(json.loads((root / "metrics.json").read_text())["llm"]["model_facts"])
+    facts = json.loads((root / "metrics.json").read_text())["llm"]["model_facts"]
     from tokenizers import Tokenizer
 
     ids = Tokenizer.from_file(str(Path(result["artifacts"]["deployable"]) / "tokenizer.json")).encode(text[half:]).ids
