@@ -63,6 +63,8 @@ class BuildLayout:
     triton_config: str = "config.pbtxt"
     triton_onnx: str = "model.onnx"
     triton_plan: str = "model.plan"
+    # decoder-only LLMs (issue 18): the KV-cache decoder, as optimum writes it and onnxruntime-genai reads it
+    causal_lm_onnx: str = "model.onnx"
 
 
 LAYOUT = BuildLayout()

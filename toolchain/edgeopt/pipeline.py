@@ -60,7 +60,7 @@ class BuildOptions(BaseModel):
     finetune_data: Path | None = Field(None, description="data for the recovery distillation after pruning")
     finetune_steps: int = Field(0, ge=0, description="recovery distillation steps")
     seed: int = 0
-    task: str | None = Field(None, description="Hugging Face models: classification, embedding or regression; none: from config.json")
+    task: str | None = Field(None, description="Hugging Face models: classification, embedding, regression or text-generation; none: from config.json")
     seq_len: int | None = Field(None, ge=1, description="texts: tokens per sample; none: the target's build.seq_len.opt")
     trust_remote_code: bool = Field(False, description="Hugging Face models: allow the folder's own Python code")
     precision: str = Field("int8", description="int8, fp16 or fp32: overrides the target profile's build.precision")
@@ -146,6 +146,14 @@ class Pipeline:
         from edgeopt.models.spec import with_overrides
 
         o = self.options
+        # --- issue 18 dispatch point: decoder-only LLMs take their own stages (llm_build.py) ---
+        from edgeopt.models.causal_lm import is_causal_lm
+
+        if is_causal_lm(o.model, o.task):
+            from edgeopt import llm_build
+
+            return None if self.dry_run else llm_build.build(o, self.progress)
+        # --- end of the issue 18 dispatch point ---
         target = apply_precision(targets.resolve(o.target, o.targets_dir), o.precision)
         gates = gate_rules.effective(target.gates, o.max_accuracy_drop)
         prune_request = prune_stage.parse_prune(o.prune, target)  # refuses 2:4 before any work

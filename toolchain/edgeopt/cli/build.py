@@ -46,7 +46,7 @@ class _Progress:
 @click.option("--eval", "eval_", type=click.Path(path_type=Path), help="Evaluation data (.npz, an image folder, or .txt/.jsonl texts; labels optional).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Build directory [default: build/<model>/<target>].")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 or NAME:1x3x224x224 (repeatable).")
-@click.option("--task", type=click.Choice(["classification", "embedding", "regression", "detection", "dense"]), help="What the outputs hold (picks the metric) [default: metadata.json / config.json].")
+@click.option("--task", type=click.Choice(["classification", "embedding", "regression", "detection", "dense", "text-generation"]), help="What the outputs hold (picks the metric) [default: metadata.json / config.json].")
 @click.option("--precision", type=click.Choice(["int8", "fp16", "fp32"]), default="int8", show_default=True, help="fp16/fp32 skip quantization; CPUs refuse fp16 unless FP16-native.")
 @click.option("--metric", help="path/metric.py:function(fp32_outputs, candidate_outputs, labels) -> float, higher is better; the gate and fallback use it.")
 @click.option("--seq-len", type=click.IntRange(min=1), help="Texts: tokens per sample [default: the target's build.seq_len.opt].")
@@ -119,7 +119,12 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
     if as_json:
         emit_json(result)
     else:
-        click.echo(render_build(result))
+        if "llm" in result["metrics"]:  # issue 18: decoder-only LLM builds have their own summary
+            from edgeopt.report.summary_llm import render_llm
+
+            click.echo(render_llm(result))
+        else:
+            click.echo(render_build(result))
         if comparison is not None:
             from edgeopt.report.render_markdown import change
 

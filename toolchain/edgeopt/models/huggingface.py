@@ -119,6 +119,9 @@ def _layout(folder: Path, model_dir: Path, config: dict, modules: dict[str, str]
             task = "regression" if config.get("problem_type") == "regression" or config.get("num_labels") == 1 else "classification"
         elif not architectures or all(a.endswith("Model") for a in architectures):
             task = "embedding"
+        elif any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):  # issue 18
+            raise BadInput(f"{folder}: architecture {architectures[0]} is a text-generation model; "
+                           "build it with --task text-generation (edgeopt build MODEL --task text-generation --calib texts.txt)")
         else:
             raise BadInput(f"{folder}: architecture {architectures[0]} is neither a sequence classifier nor an encoder; "
                            "pass --task embedding to export its encoder with mean pooling")

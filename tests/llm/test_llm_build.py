@@ -1,0 +1,111 @@
+"""Decoder-only LLMs (issue 18) on tiny random-weight models: detection, refusals, LoRA merge,
+export parity, the onnxruntime-genai folder, weight-only quantization and the CLI build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from llm_zoo import debian_text, make_model, texts, tiny_llama, tiny_qwen2  # noqa: F401 - fixtures
+
+from edgeopt.errors import BadInput
+from edgeopt.llm_build import memory_fit
+from edgeopt.models import causal_lm
+
+
+def test_detects_causal_lm_folders_and_files(tiny_llama, tiny_qwen2, tmp_path):
+    assert causal_lm.is_causal_lm(str(tiny_llama)) and causal_lm.is_causal_lm(str(tiny_qwen2))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert causal_lm.is_causal_lm(str(gguf))
+    assert not causal_lm.is_causal_lm(str(tmp_path))
+    assert causal_lm.is_causal_lm(str(tmp_path), task="text-generation")
+    facts = causal_lm.model_facts(tiny_llama)
+    assert facts["context_length"] == 256 and facts["vocab_size"] == 512 and facts["num_kv_heads"] == 2
+
+
+def test_refuses_pickle_only_and_remote_code(tiny_llama, tmp_path):
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_llama, folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(BadInput, match="pytorch_model.bin is pickled"):
+        causal_lm.resolve(str(folder))
+    config = json.loads((tiny_llama / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModel": "x.Y"}}))
+    with pytest.raises(BadInput, match="its own Python code"):
+        causal_lm.resolve(str(folder))
+
+
+def test_old_advice_is_gone(tiny_llama):
+    from edgeopt.models import huggingface
+
+    with pytest.raises(BadInput, match="--task text-generation"):
+        huggingface.check_folder(tiny_llama)
+
+
+def test_lora_adapter_is_merged_from_a_local_base(tiny_llama, tmp_path):
+    import peft
+    import torch
+    import transformers
+
+    root = tmp_path / "proj"
+    shutil.copytree(tiny_llama, root / "base")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(root / "base"))
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(str(root / "adapter"))
+    adapter_config = root / "adapter" / "adapter_config.json"
+    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()), "base_model_name_or_path": "../base"}))
+    source = causal_lm.resolve(str(root / "adapter"))
+    assert source.kind == "lora" and source.base == (root / "base").resolve()
+    merged = causal_lm.float_folder(source, tmp_path / "work")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = lora(ids).logits
+        got = transformers.AutoModelForCausalLM.from_pretrained(str(merged))(ids).logits
+    assert torch.allclose(expected, got, atol=1e-4)
+    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()), "base_model_name_or_path": "/elsewhere"}))
+    with pytest.raises(BadInput, match="nothing is downloaded"):
+        causal_lm.resolve(str(root / "adapter"))
+
+
+def test_memory_fit_numbers():
+    facts = {"num_layers": 30, "num_kv_heads": 3, "head_size": 64}
+    fit = memory_fit(facts, 100 * 2**20, 2048, 0.25)
+    assert fit["kv_cache_mb"] == pytest.approx(90.0) and not fit["fits"]
+    assert memory_fit(facts, 100 * 2**20, 2048, 8)["fits"]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_export_parity_and_genai_folder_generates_torchs_tokens(family, tmp_path):
+    import onnxruntime_genai as og
+
+    from edgeopt.backends.onnxruntime import genai
+    from edgeopt.stages import export_causal_lm
+
+    folder = make_model(tmp_path / family, family)
+    onnx_path = export_causal_lm.export(folder, tmp_path / "onnx")
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(debian_text(2000)).ids[:32]
+    parity = export_causal_lm.parity(folder, onnx_path, ids)
+    assert parity["greedy_equal"] and parity["max_abs_logit_diff"] < 1e-3
+    out = genai.write_folder(onnx_path, folder, causal_lm.model_facts(folder), tmp_path / "genai")
+    og.Model(str(out))  # opens as is
+    tokens, times = genai.GenaiRunner(out).generate(ids, 8)
+    assert tokens == genai.greedy(genai.CausalSession(onnx_path), ids, 8) and len(times) == 8
+
+
+def test_cli_build_end_to_end(tiny_llama, texts, tmp_path):
+    from conftest import build_json
+
+    calib, evaluation = texts
+    code, document, stderr = build_json(str(tiny_llama), "--target", "cpu", "--calib", str(calib), "--eval",
+                                        str(evaluation), "--out", str(tmp_path / "build"))
+    assert document is not None, stderr
+    llm = document["metrics"]["llm"]
+    assert Path(document["artifacts"]["deployable"], "genai_config.json").is_file()
+    assert llm["precision"] in ("int4", "int8") and 0 <= llm["agreement"] <= 1 and llm["decode_tokens_per_s"] > 0
+    assert document["gates"][0]["name"] == "max_perplexity_increase" and code in (0, 1)
+    assert {c["precision"] for c in llm["candidates"]} == {"int4", "int8"}

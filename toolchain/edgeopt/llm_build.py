@@ -1,0 +1,212 @@
+"""`edgeopt build` for decoder-only LLMs (issue 18): source -> float folder -> FP32 ONNX with KV cache
+(parity with torch) -> weight-only INT4/INT8 (MatMulNBits) chosen on the calibration split ->
+onnxruntime-genai folder -> validation on the eval split as deployed -> the build directory.
+
+Kept apart from pipeline.py on purpose (that module is being refactored): the pipeline calls
+`build()` at one marked dispatch point when `models.causal_lm.is_causal_lm` says so. Selection
+rule, as for INT8 today: the calibration texts pick the precision (the smallest whose perplexity
+increase stays under the gate), the eval texts then judge it; the two never mix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from edgeopt import targets
+from edgeopt.build_dir import LAYOUT, staged_directory
+from edgeopt.errors import BadInput
+from edgeopt.hashing import sha256_file, sha256_tree
+from edgeopt.models import causal_lm
+from edgeopt.report.gates import GateResult
+from edgeopt.results import Artifacts, BuildResult, EngineSummary, ModelInfo, StageSummary, TargetInfo
+
+MAX_PERPLEXITY_INCREASE = 0.05  # default gate: +5% perplexity over FP32 on the eval texts
+RUNTIME_OVERHEAD_BYTES = 300 * 2**20  # ONNX Runtime + genai arenas and activations, measured ~250 MB on 135M
+WINDOW, WINDOWS, PROMPTS, PROMPT_LEN, NEW_TOKENS = 256, 8, 8, 64, 32
+
+
+def read_texts(path: Path | None) -> list[str]:
+    """A .txt file (one text per line, blank lines dropped) or .jsonl with "text" or "prompt"."""
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        raise BadInput(f"{path}: text file not found")
+    lines = Path(path).read_text(errors="replace").splitlines()
+    if str(path).endswith(".jsonl"):
+        rows = [json.loads(line) for line in lines if line.strip()]
+        return [str(r.get("text") or r.get("prompt", "")) for r in rows]
+    return [line for line in lines if line.strip()]
+
+
+def memory_fit(facts: dict, weight_bytes: int, context: int, device_gb: float) -> dict:
+    """Weights + KV cache (fp32, at `context` tokens) + runtime overhead vs the device's memory."""
+    kv = 2 * facts["num_layers"] * facts["num_kv_heads"] * facts["head_size"] * context * 4
+    need = weight_bytes + kv + RUNTIME_OVERHEAD_BYTES
+    return {"weights_mb": weight_bytes / 2**20, "kv_cache_mb": kv / 2**20, "overhead_mb": RUNTIME_OVERHEAD_BYTES / 2**20,
+            "need_mb": need / 2**20, "device_mb": device_gb * 1024, "fits": need <= device_gb * 2**30, "context": context}
+
+
+def _onnx_bytes(path: Path) -> int:
+    data = path.with_name(path.name + "_data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
+def build(options, progress=None) -> BuildResult:
+    """The LLM build; `options` is pipeline.BuildOptions."""
+    progress = progress or (lambda event, stage, details: None)
+    target = targets.resolve(options.target, options.targets_dir)
+    source = causal_lm.resolve(options.model)
+    if target.backend != "onnxruntime":
+        raise BadInput(f"--target {target.name}: building LLMs for TensorRT/Jetson is not implemented yet "
+                       "(see docs/LLM.md for the planned TensorRT Edge-LLM / llama.cpp path); use --target cpu")
+    out = Path(options.out or Path("build") / source.name / target.name).resolve()
+    calib, evaluation = read_texts(options.calib), read_texts(options.eval)
+    if not calib:
+        raise BadInput("--calib: a text-generation build needs calibration texts (.txt, one per line, or .jsonl)")
+    stages: list[StageSummary] = []
+
+    def run(name, work):
+        progress("start", name, {})
+        started = time.perf_counter()
+        value = work()
+        stages.append(StageSummary(name=name, seconds=round(time.perf_counter() - started, 3), cached=False))
+        progress("done", name, stages[-1].model_dump())
+        return value
+
+    with staged_directory(out, force=options.force) as staging:
+        return _build(options, target, source, out, staging, calib, evaluation or calib, stages, run,
+                      eval_is_calib=not evaluation)
+
+
+def _build(options, target, source, out, staging, calib, evaluation, stages, run, eval_is_calib) -> BuildResult:
+    from edgeopt.backends.onnxruntime import genai
+    from edgeopt.metrics import language
+    from edgeopt.stages import export_causal_lm, quantize_weight_only as wo
+
+    threads = target.build.threads or 2
+    folder = run("load", lambda: causal_lm.float_folder(source, staging / "work"))
+    facts = causal_lm.model_facts(folder)
+    tokenizer = _tokenizer(folder)
+    calib_ids, eval_ids = _ids(tokenizer, calib), _ids(tokenizer, evaluation)
+    fp32 = run("export", lambda: export_causal_lm.export(folder, staging / "onnx_fp32"))
+    parity = run("parity", lambda: export_causal_lm.parity(folder, fp32, calib_ids[:PROMPT_LEN]))
+    context = min(facts["context_length"] or 2048, target.build.seq_len.max if target.build.seq_len.max > 128 else 2048)
+    fp32_fit = memory_fit(facts, _onnx_bytes(fp32), context, target.device.memory_gb)
+    gate = MAX_PERPLEXITY_INCREASE if options.max_accuracy_drop is None else options.max_accuracy_drop
+    reference = genai.CausalSession(fp32, threads)
+    calib_windows = language.windows(calib_ids, WINDOW, WINDOWS) or [calib_ids[:WINDOW]]
+    calib_ref = language.score_windows(reference.score, None, calib_windows)
+    candidates, chosen, exact = [], None, None
+    for bits in ((4, 8) if options.precision != "fp32" else ()):
+        path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx,
+                                                                       wo.WeightOnlyConfig(bits=bits)))
+        if bits == 4 and source.kind == "gguf":  # keep the file's own Q4 blocks: no second rounding
+            from edgeopt.models import gguf
+
+            exact = gguf.apply_blocks(path, source.path, facts["num_heads"], facts["num_kv_heads"], facts["model_type"])
+        ppl = language.score_windows(genai.CausalSession(path, threads).score, None, calib_windows)["perplexity"]
+        fit = memory_fit(facts, _onnx_bytes(path), context, target.device.memory_gb)
+        row = {"precision": f"int{bits}", "calib_perplexity": ppl, "calib_increase": ppl / calib_ref["perplexity"] - 1,
+               "mb": _onnx_bytes(path) / 2**20, "fits": fit["fits"], "path": path}
+        candidates.append(row)
+        if chosen is None and row["calib_increase"] <= gate and fit["fits"]:
+            chosen = row
+    if chosen is None and candidates:
+        chosen = min((c for c in candidates if c["fits"]), key=lambda c: c["calib_increase"], default=None)
+    deployed = chosen["path"] if chosen else fp32
+    fit = memory_fit(facts, _onnx_bytes(deployed), context, target.device.memory_gb)
+    if not fit["fits"]:
+        raise BadInput(f"{source.path}: does not fit {target.name}: weights {fit['weights_mb']:.0f} MB + KV cache "
+                       f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['overhead_mb']:.0f} MB = "
+                       f"{fit['need_mb']:.0f} MB > {fit['device_mb']:.0f} MB of device memory")
+    deployable = run("compile", lambda: genai.write_folder(deployed, folder, facts, staging / "genai", threads))
+    metrics = run("validate", lambda: _validate(genai, language, reference, deployable, deployed, eval_ids, threads))
+    metrics.update({"params": _params(fp32), "precision": chosen["precision"] if chosen else "fp32", "parity": parity, "memory_fit": fit,
+                    "fp32_memory_fit": fp32_fit, "model_facts": facts, "source_kind": source.kind,
+                    "candidates": [{k: v for k, v in c.items() if k != "path"} for c in candidates],
+                    "selection": "the smallest precision whose calibration perplexity increase is within the gate",
+                    "eval_is_calibration": eval_is_calib,
+                    "gguf_blocks": _gguf_note(exact) if source.kind == "gguf" else None, "gguf_exact": exact})
+    gates = [GateResult(name="max_perplexity_increase", threshold=gate, value=metrics["perplexity_increase"],
+                        passed=metrics["perplexity_increase"] <= gate)]
+    shutil.rmtree(staging / "work", ignore_errors=True)
+    (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
+    rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
+    (staging / LAYOUT.manifest).write_text(json.dumps({"schema_version": 1, "kind": "causal-lm", "model": str(source.path),
+                                                       "target": target.name, "stages": [s.model_dump() for s in stages]},
+                                                      indent=2) + "\n")
+    return BuildResult(
+        status="ok" if all(g.passed for g in gates) else "gate_failed",
+        model=ModelInfo(name=source.name, source=str(source.path), sha256=_hash(source.path),
+                        params=metrics["params"], params_before_prune=metrics["params"]),
+        target=TargetInfo(name=target.name, backend=target.backend), build_dir=str(out),
+        artifacts=Artifacts(onnx_fp32=rel(fp32), onnx_int8=rel(deployed) if chosen else None, deployable=rel(deployable)),
+        metrics={"fp32": {"accuracy": None, "latency_ms": None}, "int8": {"accuracy": None, "agreement": metrics["agreement"],
+                 "cosine_mean": None, "latency_ms": metrics["token_latency_ms"]}, "llm": metrics},
+        engine=EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable"),
+        stages=stages, gates=gates, manifest=str(out / LAYOUT.manifest),
+        warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
+
+
+def _gguf_note(exact: dict | None) -> str:
+    if not exact:
+        return "the GGUF's blocks were not reused (no INT4 candidate)"
+    return (f"INT4 keeps the GGUF's own 4-bit blocks exactly in {exact['exact_gguf_matrices']} matrices "
+            f"(MatMulNBits block 32, float zero points); {exact['requantized_matrices']} re-quantized by round to nearest")
+
+
+def _hash(path: Path) -> str:
+    return sha256_file(path) if path.is_file() else sha256_tree(path)
+
+
+def _tokenizer(folder: Path):
+    from tokenizers import Tokenizer  # heavy-ish: native library
+
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def _ids(tokenizer, texts: list[str]) -> list[int]:
+    return tokenizer.encode("\n".join(texts), add_special_tokens=False).ids
+
+
+def _validate(genai, language, reference, deployable: Path, deployed: Path, ids: list[int], threads: int) -> dict:
+    """Perplexity/KL through ONNX Runtime on the deployed bytes; greedy agreement and timing through
+    onnxruntime-genai on the deployable folder."""
+    import resource
+
+    chunks = language.windows(ids, WINDOW, WINDOWS) or [ids[:WINDOW]]
+    ref = language.score_windows(reference.score, None, chunks)
+    candidate_session = genai.CausalSession(deployed, threads)
+    cand = language.score_windows(candidate_session.score, ref["log_probs"], chunks)
+    prompts = [ids[i:i + PROMPT_LEN] for i in range(0, len(ids) - PROMPT_LEN, max(PROMPT_LEN, len(ids) // PROMPTS))][:PROMPTS]
+    runner = genai.GenaiRunner(deployable)
+    ref_tokens, cand_tokens, ttft, steps = [], [], [], []
+    for prompt in prompts:
+        ref_tokens.append(genai.greedy(reference, prompt, NEW_TOKENS))
+        tokens, times = runner.generate(prompt, NEW_TOKENS)
+        cand_tokens.append(tokens)
+        ttft.append(times[0])
+        steps += times[1:]
+        return {"perplexity_fp32": ref["perplexity"], "perplexity": cand["perplexity"],
+            "perplexity_increase": cand["perplexity"] / ref["perplexity"] - 1, "kl_mean": cand["kl_mean"],
+            "eval_tokens": cand["tokens"], "windows": len(chunks), "window": WINDOW,
+            "agreement": language.agreement(cand_tokens, ref_tokens), "prompts": len(prompts), "prompt_tokens": PROMPT_LEN,
+            "new_tokens": NEW_TOKENS, **language.speed(ttft, steps), "threads": threads,
+            "build_process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "model_mb": _onnx_bytes(deployed) / 2**20}
+
+
+def _params(onnx_path: Path) -> int:
+    """Float parameters of the FP32 export (initializer element counts; dims only, no weights read)."""
+    import onnx  # heavy
+
+    total = 0
+    for init in onnx.load(str(onnx_path), load_external_data=False).graph.initializer:
+        count = 1
+        for dim in init.dims:
+            count *= dim
+        total += count
+    return total
