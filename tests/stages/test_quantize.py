@@ -18,6 +18,7 @@ from edgeopt.data.npz import read_npz
 from edgeopt.models.spec import InputSpec
 from edgeopt.stages import calibration
 from edgeopt.stages.quantize import QuantizeConfig, quantize
+from edgeopt.stages.recipe_choice import fidelity
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = [InputSpec(name="image", shape=(1, 1, 32, 32))]
@@ -178,10 +179,15 @@ def test_bert_encoder_is_fused_then_quantized_for_cpu(tiny_bert, tmp_path):
     result = quantize(model, data, targets.resolve("cpu-arm64"), tmp_path, config=config)
     assert "Attention x2" in result.graph_optimization and "SkipLayerNormalization" in result.graph_optimization
     assert {c.mode for c in result.candidates} == {"static-qdq", "dynamic", "dynamic-unfused"}
-    assert result.mode == "dynamic" and "not timed" in result.choice  # not this host: the encoder rule
+    # not this host: the encoder rule, the most faithful dynamic recipe scored at the deployed batch 1
+    dynamic = [c for c in result.candidates if c.mode.startswith("dynamic")]
+    assert result.mode == min(dynamic, key=fidelity).mode and "not timed" in result.choice
     assert result.accuracy_metric.startswith("1 - mean cosine") and result.accuracy_drop <= 0.01
     ops = {n.op_type for n in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
-    assert "QAttention" in ops and "Softmax" not in ops  # the mask/softmax path stays inside float kernels
+    if result.mode == "dynamic":  # the fused graph: the mask/softmax path stays inside float kernels
+        assert "QAttention" in ops and "Softmax" not in ops
+    else:
+        assert "MatMulInteger" in ops and "QAttention" not in ops
 
 
 def test_bert_encoder_for_tensorrt_keeps_mask_and_softmax_in_float(tiny_bert, tmp_path):
@@ -226,7 +232,7 @@ def test_smoothing_is_exact_in_float_and_rescues_dynamic_int8_from_an_outlier_ch
     plain = run(recipes.dynamic(model, tmp_path / "plain.onnx", per_channel=True))
     rescued = run(recipes.dynamic(smoothed, tmp_path / "smoothed.int8.onnx", per_channel=True))
     agree = lambda out: float((out.argmax(1) == reference.argmax(1)).mean())  # noqa: E731
-    assert agree(plain) < 0.6 and agree(rescued) > 0.9
+    assert agree(plain) < 0.7 and agree(rescued) > 0.9  # at batch 1, as deployed (0.625 plain)
 
 
 def test_fallback_bisects_to_the_fewest_float_layers_that_meet_the_budget(tmp_path):

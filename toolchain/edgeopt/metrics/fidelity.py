@@ -27,6 +27,7 @@ class PrecisionMetrics(BaseModel):
 class ValidateResult(BaseModel):
     samples: int
     task: str
+    batch: int | None = None  # the batch accuracy and fidelity were measured at (the deployed one)
     fp32: PrecisionMetrics
     int8: PrecisionMetrics
     latency_measured_on: str | None = None

@@ -23,6 +23,8 @@ def render_build(result: dict) -> str:
     else:
         lines.append(f"  accuracy   FP32 {_percent(fp32['accuracy'])}   INT8 {_percent(int8['accuracy'])}   "
                      f"agreement {_percent(int8['agreement'])}")
+    if metrics.get("batch"):
+        lines[-1] += f"   ({metrics['samples']} samples at batch {metrics['batch']}, as deployed)"
     outputs = metrics.get("outputs") or []
     for row in outputs if len(outputs) > 1 or (outputs and outputs[0]["kind"] not in ("class_scores", "embedding")) else []:
         judged = f"  {row['metric']} {row['candidate']:.4f} (FP32 {row['fp32']:.4f})" if row.get("metric") else ""

@@ -276,8 +276,8 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
             except Exception as exc:  # the plain static recipe still stands
                 failed[mode] = cause_text(exc, 200)
     calibration_seconds = round(time.perf_counter() - started, 3)
-    scorer = Scorer(fp32_path, selection, config.task, threads,
-                    config.output_kinds, config.metric, config.spec_outputs)
+    scorer = Scorer(fp32_path, selection, config.task, threads,  # at the deployed batch, as validation
+                    config.output_kinds, config.metric, config.spec_outputs, batch=target.build.batch.opt)
     built = {}
     for mode, build in builders.items():
         try:
@@ -345,7 +345,8 @@ class QuantizeStage:
     def params(self) -> dict:
         from edgeopt.host import host_info
 
-        return {"config": self.config.model_dump(mode="json"), "target": self.target.sha256(),
+        # "scoring": entries whose candidates were scored at batch 64 (before issue 20) are not reused
+        return {"config": self.config.model_dump(mode="json"), "target": self.target.sha256(), "scoring": "deployed batch",
                 "timed_on_host": host_info() if host.stands_for(self.target)[0] else None}
 
     def inputs(self) -> dict:

@@ -38,15 +38,16 @@ class Scorer:
     stage and the gate use (every output, by kind, or the user metric)."""
 
     def __init__(self, fp32_path: Path, data: Dataset, task: str, threads: int,
-                 kinds: dict[str, str] | None = None, metric: str | None = None, spec_outputs: list[str] | None = None):
-        self.fp32_path, self.data, self.task, self.threads = fp32_path, data, task, threads
+                 kinds: dict[str, str] | None = None, metric: str | None = None, spec_outputs: list[str] | None = None,
+                 batch: int = 1):
+        self.fp32_path, self.data, self.task, self.threads, self.batch = fp32_path, data, task, threads, batch
         self.kinds, self.metric, self.spec_outputs = kinds, metric, spec_outputs
         reference = runtime.session(fp32_path, threads=threads)
         self.names = [o.name for o in reference.get_outputs()]
-        self.reference = runtime.run_all(reference, data)
+        self.reference = runtime.run_all(reference, data, batch)
 
     def _outputs(self, path: Path) -> list[np.ndarray]:
-        return runtime.run_all(runtime.session(path, threads=self.threads), self.data)
+        return runtime.run_all(runtime.session(path, threads=self.threads), self.data, self.batch)
 
     def score(self, path: Path) -> Score:
         fp32, int8, judgement = compare_all(self.names, self.reference, self._outputs(path), self.data.labels,

@@ -37,13 +37,14 @@ class OnnxRuntimeBackend:
         candidate = compiled_folder / compiled.deployable
         measure, note = host.stands_for(self.target)
         threads = host.default_threads(self.target)
+        batch = self.target.build.batch.opt  # the deployed batch: dynamic INT8's scales depend on it
 
         def run(data, spec, seconds, folder):
             from edgeopt.backends.onnxruntime.validate import validate
 
             return validate(fp32, candidate, data, spec.task, latency_on_host=measure, threads=threads,
-                            latency_seconds=seconds, latency_note=note, spec=spec, folder=folder)
+                            latency_seconds=seconds, latency_note=note, spec=spec, folder=folder, batch=batch)
 
-        params = {"latency_on_host": measure, "threads": threads, "host": host.host_info() if measure else None}
+        params = {"latency_on_host": measure, "threads": threads, "batch": batch, "host": host.host_info() if measure else None}
         return Validation(params=params, inputs={"candidate": sha256_file(candidate)}, run=run,
                           reads=(compiled.deployable,))

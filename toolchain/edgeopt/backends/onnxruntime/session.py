@@ -67,8 +67,10 @@ def exposing(model: onnx.ModelProto | str | Path, tensors, threads: int) -> ort.
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run_all(sess: ort.InferenceSession, data: Dataset, batch_size: int = 64) -> list[np.ndarray]:
-    """Every output of the model over the whole dataset, concatenated along the sample axis."""
+def run_all(sess: ort.InferenceSession, data: Dataset, batch_size: int = 1) -> list[np.ndarray]:
+    """Every output of the model over the whole dataset, concatenated along the sample axis, run
+    `batch_size` samples at a time: 1 by default, the deployed batch, because a dynamically
+    quantized model's outputs depend on the batch it runs in (its activation scales span the batch)."""
     names = {i.name for i in sess.get_inputs()}
     fixed = [i.shape[0] for i in sess.get_inputs() if i.shape and isinstance(i.shape[0], int)]
     batch_size = min(fixed) if fixed else batch_size  # a model exported with a static batch

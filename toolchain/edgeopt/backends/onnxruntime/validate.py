@@ -18,16 +18,18 @@ def validate(fp32_path: Path, int8_path: Path, data: Dataset, task: str, *, late
              threads: int, latency_seconds: float = 2.0, latency_note: str | None = None,
              kinds: dict[str, str] | None = None, metric: str | None = None,
              spec_outputs: list[str] | None = None, spec=None,
-             folder: Path | None = None) -> ValidateResult:
+             folder: Path | None = None, batch: int = 1) -> ValidateResult:
     """Every output of the candidate against FP32 (metrics.fidelity.compare_all); `spec` (a
     ModelSpec) supplies output kinds, output order and the user metric; `folder` (the stage folder)
-    receives the raw latency samples as LAYOUT.latency_samples."""
+    receives the raw latency samples as LAYOUT.latency_samples. Both models run at `batch`, the
+    deployed batch: dynamic quantization computes its activation scales over the whole batch, so a
+    dynamic-INT8 model judged at batch 64 is not the computation deployed at batch 1 (issue 20)."""
     if spec is not None:
         kinds, spec_outputs, metric = spec.output_kinds, spec.outputs, metric or spec.metric
     reference_session = runtime.session(fp32_path, threads=threads)
     names = [o.name for o in reference_session.get_outputs()]
-    reference = runtime.run_all(reference_session, data)
-    candidate = runtime.run_all(runtime.session(int8_path, threads=threads), data)
+    reference = runtime.run_all(reference_session, data, batch)
+    candidate = runtime.run_all(runtime.session(int8_path, threads=threads), data, batch)
     fp32, int8, judgement = compare_all(names, reference, candidate, data.labels, task, kinds, metric, spec_outputs,
                                         data.source)
     measured_on = None
@@ -39,6 +41,6 @@ def validate(fp32_path: Path, int8_path: Path, data: Dataset, task: str, *, late
             write_json_atomic(Path(folder) / LAYOUT.latency_samples, {"unit": "ms", "threads": threads, **samples})
         fp32.latency_ms, int8.latency_ms = latency["fp32"], latency["int8"]
         measured_on = "host CPU (ONNX Runtime, batch 1)"
-    return ValidateResult(samples=len(data), task=task, fp32=fp32, int8=int8,
+    return ValidateResult(samples=len(data), task=task, batch=batch, fp32=fp32, int8=int8,
                           latency_measured_on=measured_on, latency_note=latency_note,
                           outputs=judgement.outputs, drop=judgement.drop, drop_how=judgement.how)
