@@ -48,7 +48,7 @@ def fidelity(name: str, kind: str, reference: np.ndarray, candidate: np.ndarray)
     return {"name": name, "kind": kind, "max_abs_error": float(np.abs(candidate - reference).max(initial=0.0)),
             "relative_l2": round(float((error / np.where(norm == 0, 1.0, norm)).mean()), 6),
             "cosine_mean": round(float(cos.mean()), 6), "cosine_min": round(float(cos.min()), 6),
-            "metric": None, "fp32": None, "candidate": None, "drop": None}
+            "metric": None, "fp32": None, "candidate": None, "drop": None, "drop_ci95": None}
 
 
 def _labels_fit(labels: Any, count: int) -> bool:
@@ -76,6 +76,24 @@ def task_metric(kind: str, reference: np.ndarray, candidate: np.ndarray, labels:
         scale = float(np.abs(reference).mean()) or 1.0
         return "1 - relative error", 1.0, 1.0 - float(np.abs(candidate.astype(np.float64) - reference).mean() / scale)
     return None
+
+
+def drop_interval(losses: np.ndarray, resamples: int = 1000, seed: int = 0) -> List[float]:
+    """95% paired-bootstrap interval of a drop that is the mean of per-sample losses (FP32 right
+    minus candidate right, or 1 for a changed top-1): resampling the samples keeps each pair
+    together, so the interval shows whether a drop is the recipe's or a few samples' luck."""
+    losses = np.asarray(losses, dtype=np.float64)
+    rows = np.random.default_rng(seed).integers(0, len(losses), (resamples, len(losses)))
+    means = losses[rows].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 6), round(float(np.percentile(means, 97.5)), 6)]
+
+
+def _top1_losses(reference: np.ndarray, candidate: np.ndarray, labels: Any) -> np.ndarray:
+    ref = reference.reshape(len(reference), -1).argmax(axis=1)
+    cand = candidate.reshape(len(candidate), -1).argmax(axis=1)
+    if _labels_fit(labels, len(ref)):
+        return (ref == labels).astype(np.int8) - (cand == labels).astype(np.int8)
+    return (ref != cand).astype(np.int8)
 
 
 def output_kinds(names: List[str], task: str, kinds: Optional[Dict[str, str]] = None,
@@ -109,10 +127,12 @@ def compare(reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], 
     if boxes and scores and detection is not None:
         rows[boxes[0]]["metric"], rows[boxes[0]]["fp32"], rows[boxes[0]]["candidate"] = detection(
             reference, candidate, boxes[0], scores[0])
-    for row in rows.values():
+    for name, row in rows.items():
         if row["fp32"] is not None:
             row["fp32"], row["candidate"] = round(row["fp32"], 6), round(row["candidate"], 6)
             row["drop"] = round(row["fp32"] - row["candidate"], 6)
+        if row["kind"] == "class_scores" and len(reference[name]):
+            row["drop_ci95"] = drop_interval(_top1_losses(np.asarray(reference[name]), np.asarray(candidate[name]), labels))
     outputs = list(rows.values())
     if user_metric is not None:
         base, score = float(user_metric(reference, reference, labels)), float(user_metric(reference, candidate, labels))
@@ -124,7 +144,7 @@ def compare(reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], 
                 "how": "no output has a task metric (set output kinds in metadata.json or --task)"}
     worst = max(judged, key=lambda row: row["drop"])
     how = MEANING.get(worst["metric"], "{}, FP32 minus candidate".format(worst["metric"]))
-    return {"outputs": outputs, "drop": worst["drop"],
+    return {"outputs": outputs, "drop": worst["drop"], "drop_ci95": worst.get("drop_ci95"),
             "how": how if len(outputs) == 1 else "output '{}': {}".format(worst["name"], how)}
 
 

@@ -36,6 +36,7 @@ class ValidateResult(BaseModel):
     outputs: list[OutputMetrics] = Field(default_factory=list, description="every output, with its task metric")
     drop: float | None = None  # judge()'s drop: what the gate reads when outputs were judged
     drop_how: str | None = None
+    drop_ci95: list[float] | None = None  # the drop's paired-bootstrap 95% interval (top-1 outputs)
 
 
 def check_labels(labels: np.ndarray | None, classes: int, source: object = "the evaluation data") -> None:

@@ -29,12 +29,14 @@ class OutputMetrics(BaseModel):
     fp32: float | None = None  # its value for FP32 (against labels, or 1.0 against itself)
     candidate: float | None = None
     drop: float | None = None  # fp32 - candidate: what the gate reads (higher score is better)
+    drop_ci95: list[float] | None = None  # paired-bootstrap 95% interval of the drop (top-1 outputs)
 
 
 class Judgement(BaseModel):
     outputs: list[OutputMetrics]
     drop: float | None
     how: str
+    drop_ci95: list[float] | None = None
 
 
 def _detection(detection_labels: list | None) -> compare.Detection:

@@ -14,6 +14,8 @@ class GateResult(BaseModel):
     value: float | None
     passed: bool | None  # None: the metric could not be measured here, so the gate was not judged
     note: str = ""
+    interval: list[float] | None = None  # the value's 95% interval where it is a mean over samples
+    within_noise: bool | None = None  # the interval spans the threshold: more data, not the recipe, would decide
 
 
 def effective(gates: Gates, max_accuracy_drop: float | None) -> Gates:
@@ -24,8 +26,10 @@ def effective(gates: Gates, max_accuracy_drop: float | None) -> Gates:
 
 def evaluate(metrics: ValidateResult, gates: Gates) -> list[GateResult]:
     drop, how = accuracy_drop(metrics)
+    interval = metrics.drop_ci95 if metrics.outputs and drop is not None else None
     results = [GateResult(name="max_accuracy_drop", threshold=gates.max_accuracy_drop, value=drop,
-                          passed=None if drop is None else drop <= gates.max_accuracy_drop, note=how)]
+                          passed=None if drop is None else drop <= gates.max_accuracy_drop, note=how, interval=interval,
+                          within_noise=None if interval is None else interval[0] <= gates.max_accuracy_drop <= interval[1])]
     int8_latency = metrics.int8.latency_ms
     fp32_latency = metrics.fp32.latency_ms
     if gates.max_latency_ms is not None:

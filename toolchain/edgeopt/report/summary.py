@@ -41,6 +41,9 @@ def render_build(result: dict) -> str:
         verdict = {True: "pass", False: "FAIL", None: "not judged"}[gate["passed"]]
         value = "n/a" if gate["value"] is None else f"{gate['value']:.4g}"
         why = f" ({gate['note']})" if gate["passed"] is None and gate.get("note") else ""
+        if gate.get("interval"):
+            low, high = gate["interval"]
+            why += f" (95% interval {low:.4g} to {high:.4g}{'; within noise of the budget' if gate['within_noise'] else ''})"
         lines.append(f"  gate       {gate['name']}: {value} vs {gate['threshold']:.4g} -> {verdict}{why}")
     skipped = [g["name"] for g in result["gates"] if g["passed"] is None]
     if skipped:

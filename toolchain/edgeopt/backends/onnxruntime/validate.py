@@ -43,4 +43,5 @@ def validate(fp32_path: Path, int8_path: Path, data: Dataset, task: str, *, late
         measured_on = "host CPU (ONNX Runtime, batch 1)"
     return ValidateResult(samples=len(data), task=task, batch=batch, fp32=fp32, int8=int8,
                           latency_measured_on=measured_on, latency_note=latency_note,
-                          outputs=judgement.outputs, drop=judgement.drop, drop_how=judgement.how)
+                          outputs=judgement.outputs, drop=judgement.drop, drop_how=judgement.how,
+                          drop_ci95=judgement.drop_ci95)

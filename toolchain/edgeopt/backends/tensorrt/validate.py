@@ -50,6 +50,7 @@ class EngineValidation(BaseModel):
     outputs: list[OutputMetrics] = []  # every output, judged as on the host (compare.py)
     drop: float | None = None
     drop_how: str | None = None
+    drop_ci95: list[float] | None = None
 
     def summary_lines(self) -> list[str]:
         def pct(value: float | None) -> str:
@@ -67,7 +68,8 @@ class EngineValidation(BaseModel):
             where = f"{self.device} (TensorRT engine, batch {self.timing.batch}, CUDA events)"
         return ValidateResult(samples=self.samples, task=self.task, fp32=self.fp32, int8=self.engine,
                               latency_measured_on=where, latency_note=FP32_NOTE if self.timing else None,
-                              engine_timing=self.timing, outputs=self.outputs, drop=self.drop, drop_how=self.drop_how)
+                              engine_timing=self.timing, outputs=self.outputs, drop=self.drop, drop_how=self.drop_how,
+                              drop_ci95=self.drop_ci95)
 
 
 def batch_plan(count: int, lo: int, hi: int) -> list[tuple[int, int, int]]:
@@ -157,7 +159,7 @@ def validate_engine(folder: Path, fp32_path: Path, data: Dataset, task: str, tar
     device = f"{metadata.get('gpu_name', 'GPU')}, TensorRT {metadata.get('tensorrt_version', '?')}"
     return EngineValidation(samples=len(data), task=task, precision=plan.precision, batches=fed, padded=padded,
                             fp32=fp32, engine=engine, timing=timing, device=device, outputs=judgement.outputs,
-                            drop=judgement.drop, drop_how=judgement.how)
+                            drop=judgement.drop, drop_how=judgement.how, drop_ci95=judgement.drop_ci95)
 
 
 def validate_build(path: Path, data_path: Path, *, reader: Any = None, warmup_s: float = 0.2,
