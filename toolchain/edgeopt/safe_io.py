@@ -49,14 +49,14 @@ def _oserror(path: Path, what: str, exc: OSError) -> BadInput:
     return BadInput(f"{path}: cannot read {what} ({reason})")
 
 
-def check_regular(path: str | Path, what: str = "this file") -> Path:
+def check_regular(path: str | Path, what: str = "file") -> Path:
     """`path` if it is (or links to) a regular, readable file; else BadInput naming it. Never
     opens the file, so it never blocks (a FIFO is refused by its type)."""
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise BadInput(f"{path}: no such file ({what})") from None
+        raise BadInput(f"{path}: no such {what}") from None
     except OSError as exc:
         raise _oserror(path, what, exc) from None
     if not stat.S_ISREG(mode):
@@ -64,7 +64,7 @@ def check_regular(path: str | Path, what: str = "this file") -> Path:
     return path
 
 
-def open_regular(path: str | Path, what: str = "this file", limit: int | None = None):
+def open_regular(path: str | Path, what: str = "file", limit: int | None = None):
     """A binary file object of a regular file at most `limit` bytes; BadInput otherwise."""
     path = Path(path)
     check_regular(path, what)
@@ -85,7 +85,7 @@ def open_regular(path: str | Path, what: str = "this file", limit: int | None = 
         raise
 
 
-def read_bytes(path: str | Path, limit: int, what: str = "this file") -> bytes:
+def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
     with open_regular(path, what, limit) as handle:
         try:
             data = handle.read(limit + 1)
@@ -96,7 +96,7 @@ def read_bytes(path: str | Path, limit: int, what: str = "this file") -> bytes:
     return data
 
 
-def read_text(path: str | Path, limit: int, what: str = "this file") -> str:
+def read_text(path: str | Path, limit: int, what: str = "file") -> str:
     data = read_bytes(path, limit, what)
     try:
         return data.decode("utf-8-sig")
