@@ -228,3 +228,206 @@ def test_report_out_never_overwrites_a_users_report(tmp_path):
     assert code == 0, lines
     code, lines = run("report", "--baseline", str(base), "--current", str(base), "--out", str(tmp_path / "r"))
     assert code == 0, lines
+
+
+# --- 3. files outside what the user named are read -------------------------------------------
+
+
+def _hf_folder(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "model_type": "bert"}))
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+def test_hf_shard_outside_the_folder_is_refused_and_never_opened(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("optimum")
+    from edgeopt.models.huggingface import check_folder
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "model-00001.safetensors").write_bytes(b"canary")
+    model = _hf_folder(tmp_path, "model")
+    (model / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"w": "../victim/model-00001.safetensors"}}))
+    with opened_files() as seen, pytest.raises(BadInput, match="leads outside"):
+        check_folder(model)
+    assert not [p for p in seen if "victim" in p], seen
+
+
+def test_modules_json_path_outside_the_folder_is_refused(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("optimum")
+    from edgeopt.models.huggingface import check_folder
+
+    _hf_folder(tmp_path, "victim")
+    model = tmp_path / "st"
+    model.mkdir()
+    (model / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "../victim", "type": "sentence_transformers.models.Transformer"}]))
+    with opened_files() as seen, pytest.raises(BadInput, match="leads outside"):
+        check_folder(model)
+    assert not [p for p in seen if "victim" in p], seen
+
+
+def test_inside_refuses_every_way_out(tmp_path):
+    from edgeopt.safe_io import inside
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "out").symlink_to("/etc")
+    for name in ("../x", "/etc/passwd", "out/passwd", "a/../../x"):
+        with pytest.raises(BadInput, match="outside"):
+            inside(tmp_path / "pkg", name)
+    assert inside(tmp_path / "pkg", "a/b.onnx") == (tmp_path / "pkg" / "a" / "b.onnx").resolve()
+
+
+def test_verify_never_follows_a_symlink_out_of_a_package(tmp_path):
+    from edgeopt.package.verify import check_files
+
+    canary = tmp_path / "secret.txt"
+    canary.write_text("secret")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "SHA256SUMS").write_text(f"{'0' * 64}  model.onnx\n{'0' * 64}  ../secret.txt\n")
+    (pkg / "model.onnx").symlink_to(canary)
+    with opened_files() as seen, pytest.raises(BadInput, match="symlink"):
+        check_files(pkg)
+    assert str(canary) not in seen
+    (pkg / "model.onnx").unlink()
+    (pkg / "model.onnx").write_bytes(b"x")
+    with opened_files() as seen:
+        problems, _ = check_files(pkg)
+    assert any("outside the package" in p for p in problems), problems
+    assert str(canary) not in seen
+
+
+# --- 4. hangs and crashes instead of a line --------------------------------------------------
+
+
+def _subprocess_cli(*args: str, timeout: float = 60):
+    done = subprocess.run([sys.executable, "-m", "edgeopt", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "CI": "true"})
+    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "folder", "not_utf8"])
+def test_a_profile_that_is_no_regular_text_file_is_one_line(tmp_path, kind):
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    bad = targets / "bad.yaml"
+    if kind == "fifo":
+        os.mkfifo(bad)
+    elif kind == "dev_zero":
+        bad.symlink_to("/dev/zero")
+    elif kind == "folder":
+        bad.mkdir()
+    else:
+        bad.write_bytes(b"name: bad\n\xff\xfe\x00")
+    code, lines = _subprocess_cli("targets", "list", "--targets-dir", str(targets), timeout=60)  # no hang
+    assert_one_line(code, lines, 2, str(bad))
+
+
+def test_a_fifo_as_data_is_refused_not_waited_on(tmp_path):
+    from edgeopt.safe_io import read_lines
+
+    fifo = tmp_path / "texts.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(BadInput, match="FIFO"):
+        list(read_lines(fifo))
+
+
+def test_a_50_mb_single_line_is_refused_bounded(tmp_path):
+    import tracemalloc
+
+    from edgeopt.safe_io import read_lines
+
+    big = tmp_path / "texts.txt"
+    with open(big, "wb") as handle:
+        handle.write(b"a" * (50 << 20))
+    tracemalloc.start()
+    with pytest.raises(BadInput, match="line 1"):
+        list(read_lines(big))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20, peak  # read bounded, never the whole line
+
+
+@pytest.mark.parametrize("kind", ["zero_byte", "huge_header", "random"])
+def test_bad_npz_is_bad_input_naming_the_file(tmp_path, kind):
+    import numpy as np
+
+    from edgeopt.data.npz import read_npz
+    from edgeopt.models.spec import InputSpec
+
+    path = tmp_path / "calib.npz"
+    if kind == "zero_byte":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(os.urandom(300))
+    else:
+        np.savez(path, input=np.zeros((2, 3), np.float32))
+        with zipfile.ZipFile(path) as src:
+            data = src.read("input.npy")
+        header = data[:data.index(b"\n") + 1].replace(b"(2, 3)", b"(1125899906842624, 1000)")
+        header = header[:-1].ljust(len(data[:data.index(b"\n")]), b" ") + b"\n" if len(header) < 128 else header
+        with zipfile.ZipFile(path, "w") as dst:
+            dst.writestr("input.npy", header + data[data.index(b"\n") + 1:])
+    spec = InputSpec(name="input", dtype="float32", shape=(1, 3), dynamic_axes={0: "batch"})
+    with pytest.raises(BadInput, match=str(path)):
+        read_npz(path, [spec])
+
+
+def test_pillow_decompression_bomb_is_bad_input(tmp_path, monkeypatch):
+    Image = pytest.importorskip("PIL.Image")
+    from edgeopt.data.images import read_image_folder
+    from edgeopt.models.spec import InputSpec
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("L", (300, 300)).save(folder / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 > 2x the limit: Pillow's bomb error
+    spec = InputSpec(name="x", dtype="float32", shape=(1, 1, 8, 8), dynamic_axes={0: "batch"})
+    with pytest.raises(BadInput, match="big.png"):
+        read_image_folder(folder, [spec], {})
+
+
+# --- 5. messages -----------------------------------------------------------------------------
+
+
+def test_a_usage_error_is_one_line_with_the_help_hint():
+    code, lines = _subprocess_cli("build", "--no-such-option", timeout=60)
+    assert_one_line(code, lines, 2, "--no-such-option", "--help")
+    assert lines[0].startswith("edgeopt: error:")
+
+
+def test_exit_74_names_the_path():
+    import errno
+
+    from edgeopt.errors import user_line
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/cache/export/abc/model.onnx")
+        except OSError as inner:
+            raise RuntimeError("copy failed") from inner
+    except RuntimeError as outer:
+        line, code = user_line(outer)
+    assert code == 74 and "/cache/export/abc/model.onnx" in line
+
+
+def test_a_release_model_path_leaving_the_project_is_refused(tmp_path):
+    from edgeopt.project import load_project
+
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "edgeopt.yaml").write_text("models:\n  m:\n    source: ../outside.onnx\ntargets: [cpu]\n")
+    loaded = load_project(project / "edgeopt.yaml")
+    with pytest.raises(BadInput, match="outside"):
+        loaded.source(loaded.models["m"])
+    (project / "edgeopt.yaml").write_text("models:\n  m:\n    source: models/missing.onnx\ntargets: [cpu]\n")
+    loaded = load_project(project / "edgeopt.yaml")
+    with pytest.raises(BadInput, match="does not exist"):
+        loaded.source(loaded.models["m"])
