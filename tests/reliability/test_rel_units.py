@@ -138,7 +138,7 @@ def test_truncated_package(tmp_path):
 def test_disk_full_at_the_artifact_layer_keeps_the_previous_build(tmp_path, monkeypatch):
     out = tmp_path / "build"
     with build_dir.staged_directory(out) as staging:
-        build_dir.write_json_atomic(staging / "manifest.json", {"v": 1})
+        build_dir.write_json_atomic(staging / "manifest.json", build_dir.new_manifest({}))  # recognised as an edgeopt build
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "model.fp32.onnx"))

@@ -153,11 +153,10 @@ def is_replaceable(out: Path) -> bool:
         return True
     if out.is_symlink() or not out.is_dir():
         return False
-    if (out / LAYOUT.manifest).is_file():
-        try:
-            return isinstance(json.loads((out / LAYOUT.manifest).read_text()), dict)
-        except (OSError, ValueError):
-            return False
+    if (out / LAYOUT.manifest).exists():
+        from edgeopt.ownership import is_edgeopt_build
+
+        return is_edgeopt_build(out, LAYOUT.manifest)  # edgeopt's manifest by content, not by name
     return not any(out.iterdir())
 
 
@@ -170,7 +169,7 @@ def check_output_locations(out: Path, cache_dir: Path | None, force: bool = Fals
         raise BadInput(f"{out}: --out is an existing file; edgeopt writes a build folder there and never "
                        "replaces a file (choose another --out)")
     if not force and not is_replaceable(out):
-        raise BadInput(f"{out}: --out is a folder that is not an edgeopt build (no {LAYOUT.manifest}) and not "
+        raise BadInput(f"{out}: --out is a folder that is not an edgeopt build (no {LAYOUT.manifest} written by edgeopt) and not "
                        "empty; edgeopt would replace its contents. Choose another --out, or pass --force")
     if cache_dir is not None:
         cache_dir = Path(cache_dir)

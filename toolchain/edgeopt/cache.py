@@ -20,6 +20,7 @@ from pathlib import Path
 from edgeopt.hashing import sha256_file, sha256_json
 
 ENTRY_FILE = "entry.json"
+ENTRY_SCHEMA = 1  # with "tool": "edgeopt": how `cache clear` tells our entries from a user's files
 
 
 def default_cache_dir() -> Path:
@@ -101,7 +102,8 @@ class StageCache:
             for p in sorted(workdir.rglob("*"))
             if p.is_file() and p.name != ENTRY_FILE
         }
-        (workdir / ENTRY_FILE).write_text(json.dumps({"result": result, "files": files}, indent=2, default=str))
+        (workdir / ENTRY_FILE).write_text(json.dumps({"tool": "edgeopt", "schema": ENTRY_SCHEMA, "result": result,
+                                                      "files": files}, indent=2, default=str))
         if not self.enabled:
             return CacheEntry(workdir, result, files)
         final = self.root / stage / key
@@ -125,11 +127,29 @@ class StageCache:
         return CacheEntry(final, result, files)
 
 
+def is_entry(folder: Path) -> bool:
+    """A folder edgeopt sealed as a cache entry: `<stage>/<64 hex key>/entry.json` whose record
+    says tool edgeopt and this schema (recognised by content, not by the file's name)."""
+    from edgeopt.errors import BadInput
+    from edgeopt.safe_io import read_json
+
+    folder = Path(folder)
+    if len(folder.name) != 64 or any(c not in "0123456789abcdef" for c in folder.name) or folder.is_symlink():
+        return False
+    try:
+        record = read_json(folder / ENTRY_FILE, 64 << 20, "a cache entry record")
+    except BadInput:
+        return False
+    return record.get("tool") == "edgeopt" and record.get("schema") == ENTRY_SCHEMA and isinstance(record.get("files"), dict)
+
+
 def _entries(root: Path) -> list[tuple[Path, int, float]]:
     """(entry folder, bytes, last modified) of every complete entry under `root`."""
     out = []
     for record in Path(root).glob(f"*/*/{ENTRY_FILE}"):
         folder = record.parent
+        if not is_entry(folder):  # a user's own entry.json: never ours to remove
+            continue
         try:
             size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             out.append((folder, size, record.stat().st_mtime))

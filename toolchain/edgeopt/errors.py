@@ -121,7 +121,8 @@ def user_line(exc: BaseException) -> tuple[str, int]:
         return f"edgeopt: error: {exc}", exc.exit_code
     if is_disk_full(exc):
         cause = root_cause(exc)
-        where = getattr(cause, "filename", None) or getattr(exc, "filename", None) or "an output location"
+        named = [getattr(e, "filename", None) for e in chain(exc)] + [getattr(e, "filename2", None) for e in chain(exc)]
+        where = next((str(n) for n in named if n), None) or getattr(exc, "edgeopt_location", None) or "an output location"
         return (f"edgeopt: error: cannot write {where}: {cause_text(exc)} (free space or choose another "
                 "--out/--cache-dir)", EXIT_CANNOT_WRITE)
     if isinstance(exc, MemoryError):

@@ -87,15 +87,28 @@ class Project(BaseModel):
         """A file reference is resolved against the project folder; `package.module:factory` is kept."""
         if entry.source is None:
             return None
+        from edgeopt.safe_io import inside
+
         file_part = entry.source.split(":", 1)[0]
         candidate = self.root / file_part
-        return str(self.root / entry.source) if not Path(file_part).is_absolute() and candidate.exists() else entry.source
+        looks_like_a_path = "/" in file_part or "\\" in file_part or Path(file_part).suffix in (".py", ".pt2", ".pt", ".onnx")
+        if Path(file_part).is_absolute() or looks_like_a_path or candidate.exists():
+            # a model path in the project file must stay inside the project folder, and exist
+            inside(self.root, file_part, "the model source", self.root / "edgeopt.yaml")
+            if not candidate.exists():
+                raise BadInput(f"{candidate}: the model source named in {self.root / 'edgeopt.yaml'} does not exist")
+            return str(self.root / entry.source)
+        return entry.source
 
 
 def load_project(path: str | Path) -> Project:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        from edgeopt.safe_io import PROFILE_LIMIT, read_text
+
+        if not path.exists():
+            raise FileNotFoundError(path)
+        raw = yaml.safe_load(read_text(path, PROFILE_LIMIT, "the project file"))
     except FileNotFoundError:
         raise BadInput(f"{path}: project file not found (write an edgeopt.yaml or pass --project)") from None
     except yaml.YAMLError as exc:

@@ -185,7 +185,9 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def _read_yaml(path: Path):
     _UniqueKeyLoader.current = path
-    return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    from edgeopt.safe_io import PROFILE_LIMIT, read_text
+
+    return yaml.load(read_text(path, PROFILE_LIMIT, "the target profile"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_profile(path: str | Path) -> TargetProfile:

@@ -130,12 +130,23 @@ class Group(click.Group):
             code = super().main(*args, **kwargs)  # without standalone mode, ctx.exit(n) returns n
         except click.exceptions.Exit as done:
             sys.exit(done.exit_code)
+        except click.UsageError as error:
+            sys.exit(usage_line(error))
         except click.ClickException as error:
             error.show()
             sys.exit(error.exit_code)
         except (KeyboardInterrupt, click.exceptions.Abort, EOFError):
             interrupted()
         sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def usage_line(error: click.UsageError) -> int:
+    """Click's usage error as ONE stderr line (not Usage / Try / Error), `--help` as the hint."""
+    ctx = error.ctx
+    where = ctx.command_path if ctx is not None else "edgeopt"
+    message = " ".join(error.format_message().split())
+    click.echo(f"edgeopt: error: {message} (see {where} --help)", err=True)
+    return error.exit_code
 
 
 def interrupted() -> None:

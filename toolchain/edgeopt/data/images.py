@@ -77,10 +77,14 @@ def read_image_folder(folder: Path, inputs: list[InputSpec], preprocessing: dict
     images = np.empty((len(files), height, width, channels), dtype=np.float32)
     for row, path in enumerate(files):
         try:
+            from edgeopt.safe_io import check_regular
+
+            check_regular(path, "an image")  # a FIFO named x.png would block Image.open
             with Image.open(path) as image:
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
                 pixels = np.asarray(image, dtype=np.float32)
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as exc:  # a 30000x30000 PNG is Pillow's bomb guard
             raise BadInput(f"{path}: not a readable image ({type(exc).__name__})") from None
         images[row] = pixels.reshape(height, width, channels)
     images = (images * float(preprocessing.get("scale") or 1 / 255) - mean) / std

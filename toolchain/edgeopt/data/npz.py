@@ -14,13 +14,40 @@ from edgeopt.models.spec import InputSpec
 LABELS = "labels"
 
 
+def _check_headers(path: Path) -> None:
+    """Each array's header may not claim more bytes than its member holds (a header claiming
+    petabytes ended as "out of memory"); read from the zip without loading any array."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(handle, max_header_size=10000)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > info.file_size:
+                    raise BadInput(f"{path}: array '{info.filename[:-4]}' claims {claimed} bytes but holds "
+                                   f"{info.file_size}; not a valid .npz")
+    except BadInput:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, TypeError, MemoryError) as exc:
+        raise BadInput(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+
+
 def read_npz(path: Path, inputs: list[InputSpec]) -> Dataset:
     """Read and check against the model's inputs: names, per-sample shape, dtype, finiteness."""
+    from edgeopt.safe_io import check_regular
+
+    check_regular(path, "the .npz data")
+    _check_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise BadInput(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
+        raise BadInput(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     expected = [spec.name for spec in inputs]
     if len(inputs) == 1 and inputs[0].name not in arrays:
         others = [key for key in arrays if key != LABELS]

@@ -50,16 +50,18 @@ def _tokenizer(folder: str, trust_remote_code: bool):
 
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception for a malformed tokenizer.json
+        if isinstance(exc, ImportError):
+            raise
         first = cause_text(exc, 200)
         raise BadInput(f"{folder}: cannot load the tokenizer ({first})") from None
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    """Lines of a regular UTF-8 file, each bounded (a 50 MB single line is refused, not allocated)."""
+    from edgeopt.safe_io import read_lines
+
+    return list(read_lines(path, "the text data"))
 
 
 def _read_txt(path: Path) -> list[str]:

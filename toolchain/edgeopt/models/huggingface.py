@@ -40,10 +40,28 @@ class Layout:
 
 
 def _read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    from edgeopt.safe_io import LARGE_JSON_LIMIT, read_json
+
+    return read_json(path, LARGE_JSON_LIMIT, expect=(dict, list))
+
+
+def _check_paths_inside(folder: Path, model_dir: Path) -> None:
+    """Shards named by an index file must stay inside the model's folder (a `../victim/` shard
+    loaded another folder's model)."""
+    from edgeopt.safe_io import inside
+
+    inside(folder, model_dir.relative_to(folder) if model_dir != folder else ".", "the Transformer module path",
+           folder / "modules.json")
+    for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = model_dir / name
+        if not index.exists():
+            continue
+        value = _read_json(index)
+        weight_map = value.get("weight_map") if isinstance(value, dict) else None
+        if not isinstance(weight_map, dict):
+            raise BadInput(f"{index}: no 'weight_map' object")
+        for shard in sorted({str(v) for v in weight_map.values()}):
+            inside(model_dir, shard, "the shard", index)
 
 
 def check_folder(folder: Path, trust_remote_code: bool = False, task: str | None = None) -> Layout:
@@ -67,6 +85,7 @@ def check_folder(folder: Path, trust_remote_code: bool = False, task: str | None
     if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
         raise BadInput(f"{model_dir}: no tokenizer files (expected tokenizer.json or vocab.txt/vocab.json); "
                        "save them with tokenizer.save_pretrained()")
+    _check_paths_inside(folder, model_dir)
     return _layout(folder, model_dir, config, modules, task)
 
 
@@ -84,11 +103,16 @@ def _sentence_transformer_modules(folder: Path) -> dict[str, str]:
     entries = _read_json(path)
     kinds = {}
     for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            raise BadInput(f"{path}: each module must be a JSON object, not {type(entry).__name__}")
         kind = str(entry.get("type", "")).removeprefix(ST_MODULE)
         if kind not in ("Transformer", "Pooling", "Normalize"):
             raise BadInput(f"{path}: module '{entry.get('path')}' ({kind}) is not supported; edgeopt exports "
                            "Transformer + Pooling (+ Normalize) sentence encoders")
-        kinds[kind] = str(entry.get("path", ""))
+        kinds[kind] = str(entry.get("path", "")) or "."
+        from edgeopt.safe_io import inside
+
+        inside(folder, kinds[kind], f"the {kind} module path", path)
     if "Transformer" not in kinds:
         raise BadInput(f"{path}: no sentence_transformers Transformer module")
     return kinds

@@ -68,10 +68,9 @@ def parse_input_shapes(values: tuple[str, ...] | list[str]) -> list[InputSpec]:
 def _read_metadata(path: Path) -> dict:
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    from edgeopt.safe_io import read_json
+
+    return read_json(path, what="the model's metadata.json")
 
 
 def _split_factory(reference: str) -> tuple[str, str] | None:

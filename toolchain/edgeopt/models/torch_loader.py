@@ -8,43 +8,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import sys
-import zipfile
 from pathlib import Path
 
 import torch
 
 from edgeopt.errors import BadInput, cause_text, missing_package
+from edgeopt.models.pt2_archive import check_pt2  # noqa: F401 - re-exported: the one inspector
 from edgeopt.models.source import ModelSource, importable_from_cwd
 from edgeopt.models.spec import InputSpec, ModelSpec, clamp_to_model, output_kinds
-
-
-def check_pt2(path: Path, trust_pickle: bool = False) -> None:
-    """Refuse a .pt2 before torch opens it if any part would be unpickled (unpickling runs code
-    the archive chose). Looks at the zip's members and every `*_config.json`'s `use_pickle`."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            pickled = []
-            for name in names:
-                if name.endswith("_config.json"):
-                    config = json.loads(archive.read(name)).get("config", {})
-                    pickled += [f"{name}:{key}" for key, entry in config.items()
-                                if isinstance(entry, dict) and entry.get("use_pickle")]
-    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
-        raise BadInput(f"{path}: not a torch.export archive ({cause_text(exc, 160)})") from None
-    if not any(n.endswith("archive_format") for n in names) or not any("/models/" in n for n in names):
-        raise BadInput(f"{path}: not a torch.export archive (no archive_format or models/ in the zip)")
-    # sample_inputs/model.pt is torch.load(weights_only=True) territory; older archives pickle
-    # whole constants or example inputs under other names
-    legacy = [n for n in names if n.endswith((".pkl", "serialized_state_dict.pt", "serialized_constants.pt",
-                                              "serialized_example_inputs.pt"))]
-    if (pickled or legacy) and not trust_pickle:
-        what = (pickled + legacy)[0]
-        raise BadInput(f"{path}: holds pickled parts ({what}); loading them runs code stored in the file. "
-                       "Re-export with torch.export.save from a current torch, or pass --trust-pickle "
-                       "if you trust where this file came from")
 
 
 def load_module(source: ModelSource, trust_pickle: bool = False) -> torch.nn.Module:

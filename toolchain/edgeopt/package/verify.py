@@ -97,8 +97,24 @@ def check_files(root: Path) -> tuple[list[str], int]:
     sums = root / LAYOUT.checksums
     if not sums.is_file():
         return [f"{LAYOUT.checksums}: removed (the package lists no checksums)"], 0
-    listed = read_checksums(sums, problems)
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {LAYOUT.checksums}
+    from edgeopt.safe_io import inside, links_leaving
+
+    leaving = links_leaving(root)
+    if leaving:  # a symlink in a package is never followed out of it
+        raise BadInput(f"{leaving[0]}: a symlink in the package leads outside {root}; refused")
+    listed = {}
+    for name, digest in read_checksums(sums, problems).items():
+        try:
+            inside(root, name, "a listed file", sums)
+        except BadInput as exc:
+            problems.append(f"{name}: outside the package ({exc})")
+            continue
+        listed[name] = digest
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
+    present -= {LAYOUT.checksums}
+    others = [p for p in root.rglob("*") if not p.is_symlink() and not p.is_dir() and not p.is_file()]
+    if others:  # a FIFO or device in a package would hang or flood the hash
+        raise BadInput(f"{others[0]}: not a regular file in the package; refused")
     for name in sorted(present - set(listed)):
         problems.append(f"{name}: added (not in {LAYOUT.checksums})")
     for name in sorted(set(listed) - present):
@@ -110,11 +126,13 @@ def check_files(root: Path) -> tuple[list[str], int]:
 
 
 def _load(root: Path, name: str, problems: list[str]) -> dict | None:
-    try:
-        value = json.loads((root / name).read_text())
-    except FileNotFoundError:
+    from edgeopt.safe_io import SMALL_JSON_LIMIT, read_json
+
+    if not (root / name).exists():
         return None  # reported by check_files
-    except (OSError, ValueError) as exc:
+    try:
+        value = read_json(root / name, SMALL_JSON_LIMIT, expect=None)
+    except BadInput as exc:
         problems.append(f"{name}: not readable JSON ({exc})")
         return None
     if not isinstance(value, dict):
@@ -145,8 +163,14 @@ def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | N
         except ValidationError as exc:
             problems.append(_schema_problem(LAYOUT.manifest, exc))
     if manifest is not None:
+        from edgeopt.safe_io import inside
+
         for entry in manifest["artifacts"]:
-            shipped = root / entry["path"]
+            try:  # a manifest entry naming a file outside the package (a /proc path hung verify)
+                shipped = inside(root, str(entry["path"]), "an artifact path", root / LAYOUT.manifest)
+            except BadInput as exc:
+                problems.append(f"{entry['path']}: outside the package ({exc})")
+                continue
             if shipped.is_file() and sha256_file(shipped) != entry["sha256"]:
                 problems.append(f"{entry['path']}: sha256 differs from {LAYOUT.manifest}")
     if info is not None and manifest is not None and (info.model, info.target) != (manifest["model"]["name"], manifest["target"]["name"]):

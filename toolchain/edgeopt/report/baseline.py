@@ -74,12 +74,9 @@ def save(result: dict, path: str | Path) -> Path:
 
 
 def _read_json(path: str | Path, kind: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such {kind}file") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadInput(f"{path}: not a {kind}JSON file ({error})") from None
+    from edgeopt.safe_io import read_json
+
+    return read_json(path, what=f"{kind}file", expect=None)
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,14 @@ def write(report: dict, formats: list[str], out: Path) -> list[Path]:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise BadInput(f"--format: unknown {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
-    Path(out).mkdir(parents=True, exist_ok=True)
+    from edgeopt.ownership import check_may_write, mark
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: --out is an existing file; the report is a folder (choose another --out)")
+    check_may_write(out, [FORMATS[name][0] for name in formats], "report", "--out")
+    out.mkdir(parents=True, exist_ok=True)
+    mark(out, "report")
     paths = []
     for name in formats:
         filename, render = FORMATS[name]
