@@ -471,3 +471,14 @@ def test_onnx_external_data_outside_the_folder_is_refused_unopened(tmp_path):
     with opened_files() as seen, pytest.raises(BadInput, match="leads outside"):
         load_checked(path)
     assert str(tmp_path / "secret.bin") not in seen
+
+
+def test_a_metric_that_raises_or_is_missing_is_bad_input(tmp_path):
+    from edgeopt.metrics.outputs import load_user_metric
+
+    with pytest.raises(BadInput, match="not found"):
+        load_user_metric(str(tmp_path / "none.py") + ":score")
+    (tmp_path / "m.py").write_text("def score(ref, cand, labels):\n    raise RuntimeError('boom')\n")
+    metric = load_user_metric(str(tmp_path / "m.py") + ":score")
+    with pytest.raises(BadInput, match="m.py:score: the function raised RuntimeError: boom"):
+        metric({}, {}, None)
