@@ -482,3 +482,16 @@ def test_a_metric_that_raises_or_is_missing_is_bad_input(tmp_path):
     metric = load_user_metric(str(tmp_path / "m.py") + ":score")
     with pytest.raises(BadInput, match="m.py:score: the function raised RuntimeError: boom"):
         metric({}, {}, None)
+
+
+def test_a_safetensors_header_claiming_2_62_bytes_is_bad_input(tmp_path):
+    import struct
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("optimum")
+    from edgeopt.models.huggingface import check_folder
+
+    model = _hf_folder(tmp_path, "model")
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
+    with pytest.raises(BadInput, match="model.safetensors: not a valid safetensors"):
+        check_folder(model)
