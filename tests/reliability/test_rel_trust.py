@@ -179,8 +179,8 @@ def test_ownership_recognises_only_edgeopt_manifests(tmp_path):
     (tmp_path / "a" / "manifest.json").write_text(json.dumps({"schema_version": 1, "name": "x"}))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(new_manifest({})))
-    assert not is_edgeopt_build(tmp_path / "a")
-    assert is_edgeopt_build(tmp_path / "b")
+    assert not is_edgeopt_build(tmp_path / "a", "manifest.json")
+    assert is_edgeopt_build(tmp_path / "b", "manifest.json")
 
 
 def test_cache_clear_on_a_user_project_deletes_nothing(tmp_path):
