@@ -77,7 +77,8 @@ def load_user_metric(reference: str) -> UserMetric:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's code
-            raise BadInput(f"--metric {reference}: the function raised {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
+            from edgeopt.errors import cause_text
+
+            raise BadInput(f"--metric {reference}: the function raised {cause_text(exc, 200)}") from None
 
     return guarded
