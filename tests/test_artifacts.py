@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.build_dir import staged_directory, write_json_atomic
+from edgeopt.build_dir import new_manifest, staged_directory, write_json_atomic
 from edgeopt.hashing import sha256_tree
 
 
@@ -10,7 +10,8 @@ def test_staged_directory_replaces_only_on_success(tmp_path):
     final = tmp_path / "build"
     with staged_directory(final) as staging:
         (staging / "a.txt").write_text("one")
-        (staging / "manifest.json").write_text("{}")  # an edgeopt build: the only folder it replaces
+        # an edgeopt build (its manifest by content, issue 23): the only folder it replaces
+        (staging / "manifest.json").write_text(__import__("json").dumps(new_manifest({})))
     assert (final / "a.txt").read_text() == "one"
     with pytest.raises(RuntimeError):
         with staged_directory(final) as staging:

@@ -179,8 +179,8 @@ def test_ownership_recognises_only_edgeopt_manifests(tmp_path):
     (tmp_path / "a" / "manifest.json").write_text(json.dumps({"schema_version": 1, "name": "x"}))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(new_manifest({})))
-    assert not is_edgeopt_build(tmp_path / "a")
-    assert is_edgeopt_build(tmp_path / "b")
+    assert not is_edgeopt_build(tmp_path / "a", "manifest.json")
+    assert is_edgeopt_build(tmp_path / "b", "manifest.json")
 
 
 def test_cache_clear_on_a_user_project_deletes_nothing(tmp_path):
@@ -431,3 +431,67 @@ def test_a_release_model_path_leaving_the_project_is_refused(tmp_path):
     loaded = load_project(project / "edgeopt.yaml")
     with pytest.raises(BadInput, match="does not exist"):
         loaded.source(loaded.models["m"])
+
+
+def _onnx_with_external(folder: Path, location: str) -> Path:
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((3, 2), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 2])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = folder / "m.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+              size_threshold=0)
+    if location != "w.bin":
+        reloaded = onnx.load(str(path), load_external_data=False)
+        for entry in reloaded.graph.initializer[0].external_data:
+            if entry.key == "location":
+                entry.value = location
+        onnx.save(reloaded, str(path))
+    return path
+
+
+def test_onnx_external_data_beside_the_model_loads(tmp_path):
+    from edgeopt.models.onnx_loader import load_checked
+
+    model = load_checked(_onnx_with_external(tmp_path, "w.bin"))
+    assert model.graph.initializer[0].raw_data
+
+
+def test_onnx_external_data_outside_the_folder_is_refused_unopened(tmp_path):
+    from edgeopt.models.onnx_loader import load_checked
+
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 24)
+    (tmp_path / "model").mkdir()
+    path = _onnx_with_external(tmp_path / "model", "../secret.bin")
+    with opened_files() as seen, pytest.raises(BadInput, match="leads outside"):
+        load_checked(path)
+    assert str(tmp_path / "secret.bin") not in seen
+
+
+def test_a_metric_that_raises_or_is_missing_is_bad_input(tmp_path):
+    from edgeopt.metrics.outputs import load_user_metric
+
+    with pytest.raises(BadInput, match="not found"):
+        load_user_metric(str(tmp_path / "none.py") + ":score")
+    (tmp_path / "m.py").write_text("def score(ref, cand, labels):\n    raise RuntimeError('boom')\n")
+    metric = load_user_metric(str(tmp_path / "m.py") + ":score")
+    with pytest.raises(BadInput, match="m.py:score: the function raised RuntimeError: boom"):
+        metric({}, {}, None)
+
+
+def test_a_safetensors_header_claiming_2_62_bytes_is_bad_input(tmp_path):
+    import struct
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("optimum")
+    from edgeopt.models.huggingface import check_folder
+
+    model = _hf_folder(tmp_path, "model")
+    (model / "model.safetensors").write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
+    with pytest.raises(BadInput, match="model.safetensors: not a valid safetensors"):
+        check_folder(model)

@@ -1,6 +1,6 @@
 """One notion of "written by edgeopt" (issue 23): a folder or file edgeopt may replace or delete.
 
-A user's folder with a file named `manifest.json` (a web app's), a cache folder that is really a
+A user's folder holding a file named like edgeopt's manifest (a web app's), a cache folder that is really a
 project, a `docs/report.md` of the user's own: each was replaced or deleted because edgeopt
 recognised its outputs by a file *name*. Now an output is edgeopt's only when it carries
 edgeopt's own record, checked by content:
@@ -29,7 +29,7 @@ def _manifest_is_ours(value: object) -> bool:
             and isinstance(value.get("edgeopt"), str) and bool(value.get("edgeopt")))
 
 
-def is_edgeopt_build(folder: Path, manifest_name: str = "manifest.json") -> bool:
+def is_edgeopt_build(folder: Path, manifest_name: str) -> bool:
     """True if `folder` holds a manifest edgeopt wrote (schema_version and the edgeopt key)."""
     from edgeopt.safe_io import read_json
 
@@ -44,9 +44,19 @@ def is_edgeopt_build(folder: Path, manifest_name: str = "manifest.json") -> bool
 
 def mark(folder: Path, kind: str) -> None:
     """Record that edgeopt wrote `folder` (as `kind`); atomic."""
-    from edgeopt.build_dir import write_json_atomic
+    import json
+    import os
+    import tempfile
 
-    write_json_atomic(Path(folder) / MARKER, {"tool": "edgeopt", "schema": MARKER_SCHEMA, "kind": kind})
+    # written here, not through build_dir (which calls this module): no import cycle
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{MARKER}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"tool": "edgeopt", "schema": MARKER_SCHEMA, "kind": kind}, handle)
+        os.replace(tmp, Path(folder) / MARKER)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def is_marked(folder: Path, kind: str) -> bool:

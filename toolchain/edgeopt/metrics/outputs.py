@@ -68,6 +68,19 @@ def load_user_metric(reference: str) -> UserMetric:
     if not file.is_file():
         raise BadInput(f"--metric {reference}: {file} not found")
     try:
-        return compare.load_metric(str(file), name)
+        function = compare.load_metric(str(file), name)
     except ValueError as exc:
         raise BadInput(f"--metric {reference}: {exc}") from None
+
+    def guarded(*args):
+        """The user's function raising, or returning no number, is their input's fault (exit 2)."""
+        try:
+            return float(function(*args))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code
+            from edgeopt.errors import cause_text
+
+            raise BadInput(f"--metric {reference}: the function raised {cause_text(exc, 200)}") from None
+
+    return guarded

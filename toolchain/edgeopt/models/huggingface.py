@@ -45,6 +45,31 @@ def _read_json(path: Path) -> dict | list:
     return read_json(path, LARGE_JSON_LIMIT, expect=(dict, list))
 
 
+def _check_safetensors(path: Path) -> None:
+    """The safetensors header (8-byte length, then JSON) must fit the file and every tensor's
+    offsets too: a header claiming 2^62 bytes ended as an internal error inside the loader."""
+    import struct
+
+    from edgeopt.safe_io import check_regular, open_regular
+
+    size = check_regular(path, "the safetensors weights").stat().st_size
+    with open_regular(path, "the safetensors weights") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if length < 2 or length > min(size - 8, 100 << 20):
+            raise BadInput(f"{path}: not a valid safetensors file (header length {length} for a {size}-byte file)")
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, RecursionError):
+            raise BadInput(f"{path}: not a valid safetensors file (the header is not JSON)") from None
+    body = size - 8 - length
+    for name, entry in (header.items() if isinstance(header, dict) else []):
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) and name != "__metadata__" else None
+        if offsets is not None and (not isinstance(offsets, list) or len(offsets) != 2
+                                    or not all(isinstance(o, int) and 0 <= o <= body for o in offsets)):
+            raise BadInput(f"{path}: tensor '{name}' claims bytes {offsets} beyond the file's {body}; not a valid safetensors file")
+
+
 def _check_paths_inside(folder: Path, model_dir: Path) -> None:
     """Shards named by an index file must stay inside the model's folder (a `../victim/` shard
     loaded another folder's model)."""
@@ -86,6 +111,8 @@ def check_folder(folder: Path, trust_remote_code: bool = False, task: str | None
         raise BadInput(f"{model_dir}: no tokenizer files (expected tokenizer.json or vocab.txt/vocab.json); "
                        "save them with tokenizer.save_pretrained()")
     _check_paths_inside(folder, model_dir)
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        _check_safetensors(weights)
     return _layout(folder, model_dir, config, modules, task)
 
 

@@ -16,8 +16,23 @@ _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "fl
 
 def load_checked(path: Path) -> onnx.ModelProto:
     """Parse and check an ONNX file; any failure is BadInput naming the file."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    from edgeopt.safe_io import check_regular, inside
+
+    check_regular(path, "the ONNX model")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError...
+        raise BadInput(f"{path}: not a valid ONNX model ({cause_text(exc, 200)})") from None
+    external = [t for t in model.graph.initializer if uses_external_data(t)]
+    for tensor in external:  # every external-data path must stay beside the model
+        location = ExternalDataInfo(tensor).location
+        check_regular(inside(path.parent, location, f"the external data of '{tensor.name}'", path),
+                      f"the external data of '{tensor.name}'")
+    try:
+        if external:
+            load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError...
         first = cause_text(exc, 200)
