@@ -495,3 +495,34 @@ def test_a_safetensors_header_claiming_2_62_bytes_is_bad_input(tmp_path):
     (model / "model.safetensors").write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
     with pytest.raises(BadInput, match="model.safetensors: not a valid safetensors"):
         check_folder(model)
+
+
+@pytest.mark.slow
+def test_a_valid_onnx_with_external_data_builds(example_build, tmp_path):
+    """Exit 0 with the weights read from beside the model (was exit 70)."""
+    import onnx
+    from conftest import FAST, build_json
+
+    model = onnx.load(example_build["artifacts"]["onnx_fp32"])
+    (tmp_path / "model").mkdir()
+    onnx.save(model, str(tmp_path / "model" / "digits.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="digits.weights", size_threshold=0)
+    code, document, stderr = build_json(str(tmp_path / "model" / "digits.onnx"), "--calib", str(CALIB),
+                                        "--eval", str(REPO / "calibration" / "digits_eval.npz"),
+                                        "--out", str(tmp_path / "out"), *FAST)
+    assert code == 0, stderr
+    assert document["metrics"]["int8"]["accuracy"] > 0.9
+
+
+def test_a_custom_domain_operator_is_one_line_naming_it(tmp_path):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], name="odd", domain="com.example")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    onnx.save(model, str(tmp_path / "custom.onnx"))
+    code, lines = run("build", str(tmp_path / "custom.onnx"), "--calib", str(CALIB), "--out", str(tmp_path / "out"))
+    assert_one_line(code, lines, 2, "custom.onnx", "'com.example'", "Mystery")
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,10 @@ _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "fl
                 onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.BOOL: "bool"}
 
 
+# operator domains ONNX Runtime's CPU provider implements: the standard set and its contrib ops
+ORT_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc", "ai.onnx.preview.training"}
+
+
 def load_checked(path: Path) -> onnx.ModelProto:
     """Parse and check an ONNX file; any failure is BadInput naming the file."""
     from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
@@ -37,6 +41,10 @@ def load_checked(path: Path) -> onnx.ModelProto:
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError...
         first = cause_text(exc, 200)
         raise BadInput(f"{path}: not a valid ONNX model ({first})") from None
+    for node in model.graph.node:  # every stage runs the model in ONNX Runtime (calibration, FP32 reference)
+        if node.domain not in ORT_DOMAINS:
+            raise BadInput(f"{path}: node '{node.name or node.op_type}' is {node.op_type} from the custom domain "
+                           f"'{node.domain}', which ONNX Runtime does not implement; export with standard ONNX operators")
     return model
 
 

@@ -126,11 +126,21 @@ def copy_onnx_input(source: Path, out: Path, check: Dataset, wanted: int = OPSET
     import shutil
 
     import onnx
+    from onnx.external_data_helper import uses_external_data
 
-    model = onnx.load(str(source))
+    from edgeopt.models.onnx_loader import load_checked
+
+    external = any(uses_external_data(t) for t in onnx.load(str(source), load_external_data=False).graph.initializer)
+    model = load_checked(source)  # external data read from beside the model only, into the proto
+    if external and model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
+        raise BadInput(f"{source}: {model.ByteSize() / 2**30:.1f} GB of weights; ONNX models over 2 GB are not "
+                       "supported by this path (LLMs: --task text-generation)")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), wanted)
     if MIN_QUANTIZABLE_OPSET <= opset <= wanted:
-        shutil.copyfile(source, out)
+        if external:  # one self-contained file: every later stage reads LAYOUT.fp32_onnx alone
+            onnx.save(model, str(out))
+        else:
+            shutil.copyfile(source, out)
         return ExportResult(opset=opset, exporter="none (ONNX input)", parity_samples=0, max_abs_diff=0.0, output_scale=0.0)
     why = "is too old to quantize" if opset < MIN_QUANTIZABLE_OPSET else f"is newer than the target's parser reads ({wanted})"
     try:
