@@ -70,6 +70,24 @@ class BuildLayout:
 LAYOUT = BuildLayout()
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A file one stage wrote and a later one reads: where it is and what it holds. Stages pass
+    these to each other (pipeline.py, steps.py), so a reader never re-hashes a file or names its folder."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @staticmethod
+    def of(file: "Artifact | str | Path") -> "Artifact":
+        """`file` as an artifact (a plain path is hashed once, here)."""
+        return file if isinstance(file, Artifact) else Artifact(Path(file), sha256_file(file))
+
+
 def write_json_atomic(path: str | Path, value: object) -> None:
     """Write JSON via a temporary file in the same folder and an atomic rename."""
     path = Path(path)
