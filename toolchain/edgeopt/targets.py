@@ -188,17 +188,24 @@ def _read_yaml(path: Path):
     return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_profile(path: str | Path) -> TargetProfile:
-    """Read and validate one profile file; its name is the file name without `.yaml`."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, *, missing: str, not_mapping: str, unique_keys: bool = True) -> dict:
+    """A YAML file that must hold a mapping (target profiles, edgeopt.yaml), or BadInput naming the
+    file: `missing` and `not_mapping` say what was expected. The one YAML reader of edgeopt's files."""
     try:
-        raw = _read_yaml(path)
+        raw = _read_yaml(path) if unique_keys else yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise BadInput(f"{path}: target profile not found") from None
+        raise BadInput(f"{path}: {missing}") from None
     except yaml.YAMLError as exc:
         raise BadInput(f"{path}: not valid YAML ({cause_text(exc)})") from None
     if not isinstance(raw, dict):
-        raise BadInput(f"{path}: a target profile must be a YAML mapping")
+        raise BadInput(f"{path}: {not_mapping}")
+    return raw
+
+
+def load_profile(path: str | Path) -> TargetProfile:
+    """Read and validate one profile file; its name is the file name without `.yaml`."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, missing="target profile not found", not_mapping="a target profile must be a YAML mapping")
     if "name" in raw and raw["name"] != path.stem:
         raise BadInput(f"{path}: key 'name' is '{raw['name']}' but the file is named '{path.stem}'")
     raw = {**raw, "name": path.stem, "source": str(path)}
