@@ -19,6 +19,19 @@ EVAL = REPO / "calibration" / "digits_eval.npz"
 FAST = ["--latency-seconds", "0.2"]
 
 
+def without_tensorrt(patch: pytest.MonkeyPatch) -> None:
+    """This host has no TensorRT, whatever is installed: the one place tests say so."""
+    from edgeopt.backends.tensorrt import api as tensorrt_api
+
+    patch.setattr(tensorrt_api, "load_tensorrt", lambda: None)
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """A host without TensorRT (a Jetson build here defers its engine), also on a TensorRT host."""
+    without_tensorrt(monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("edgeopt-cache")
@@ -57,6 +70,7 @@ def jetson_build(tmp_path_factory, cache_dir):
     """The bundled example built for the default Jetson: Q/DQ ONNX and a deferred engine plan."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEOPT_CACHE", str(cache_dir))
+        without_tensorrt(patch)  # the deferred engine is what this fixture stands for
         out = tmp_path_factory.mktemp("builds") / "jetson"
         code, document, stderr = build_json("--target", "jetson", "--out", str(out), *FAST)
     assert code == 0, stderr

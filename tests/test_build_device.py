@@ -35,7 +35,7 @@ def _engine_from(onnx_path, flip_first: bool):
     return fn
 
 
-def test_device_build_validates_the_engine(tmp_path):
+def test_device_build_validates_the_engine(tmp_path, no_tensorrt):
     host_build = api.build(target="jetson", out=tmp_path / "host", latency_seconds=0.1)
     assert host_build.engine.status == "deferred" and host_build.engine.engine is None
 

@@ -288,11 +288,6 @@ def test_axes_map_to_batch_and_sequence_ranges():
 # --- the stage ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_tensorrt(monkeypatch):
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
-
-
 def test_without_tensorrt_the_stage_defers_with_plan_and_command(tmp_path, qdq_model, no_tensorrt):
     out = tmp_path / "build"
     target = targets.resolve("jetson")

@@ -171,12 +171,11 @@ def test_doctor_builds_and_runs_a_tiny_engine():
     assert trt.args("create_network") == [1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)]
 
 
-def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(monkeypatch):
+def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(no_tensorrt):
     from click.testing import CliRunner
 
     from edgeopt.cli import main
 
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
     result = CliRunner().invoke(main, ["doctor"])
     assert result.exit_code == 3 and result.output.count("\n") == 1 and "JetPack" in result.output
 

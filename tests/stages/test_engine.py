@@ -25,11 +25,6 @@ INPUTS = [InputSpec(name="x", shape=(1, 1, 8, 8))]
 
 
 @pytest.fixture
-def no_tensorrt(monkeypatch):
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
-
-
-@pytest.fixture
 def build_dir(tmp_path, qdq_model, no_tensorrt) -> Path:
     """A host build of `jetson`: Q/DQ ONNX, build_plan.json, manifest.json (no engine)."""
     folder = tmp_path / "build" / "digits" / "jetson"
