@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edgeopt.cli import main
 
 # hf_models: the tiny Hugging Face model zoo (hf_zoo); fake_tensorrt: orin, qdq_model, fp32_model
-pytest_plugins = ["hf_models", "fake_tensorrt"]
+pytest_plugins = ["hf_models", "helpers.fake_tensorrt"]
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "digits_calib.npz"

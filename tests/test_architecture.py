@@ -15,7 +15,7 @@ from edgeopt.build_dir import LAYOUT
 ROOT = Path(edgeopt.__file__).parent
 SOURCES = sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts)
 # The device runner runs on a Jetson without edgeopt: it carries its own copies of the names,
-# and tests/stages/test_device_runner.py checks they agree with LAYOUT.
+# and tests/test_device_runner.py checks they agree with LAYOUT.
 SELF_CONTAINED = {"device_runner.py", "device_runtime.py"}
 
 

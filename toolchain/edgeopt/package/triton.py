@@ -10,7 +10,7 @@ The config states the inputs, outputs and dims the build exported (the batch axi
 max_batch_size when it is dynamic), the target's batch range as max_batch_size and the dynamic
 batcher's preferred sizes, and the ONNX Runtime session settings the build chose. Triton ignores
 the edgeopt files (manifest.json, SHA256SUMS, ...) at the repository root: it loads only folders.
-The text is checked against Triton's model_config.proto in tests/serving/test_triton.py.
+The text is checked against Triton's model_config.proto in tests/package/test_triton.py.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 from onnx import TensorProto, helper
 
 from edgeopt import targets
@@ -227,7 +227,7 @@ def test_cli_engine_build_eval_and_time(device_build, monkeypatch, orin):
 @pytest.mark.tensorrt
 def test_real_engine_validation(tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
-    from fake_tensorrt import jetson_profile_for_this_host
+    from helpers.fake_tensorrt import jetson_profile_for_this_host
 
     target = jetson_profile_for_this_host()
     fp32, int8 = classifier_onnx(tmp_path)

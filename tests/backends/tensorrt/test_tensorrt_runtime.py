@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.session import TensorRTSession
@@ -91,7 +91,7 @@ def test_no_libcudart_is_one_line_exit_3(monkeypatch):
 
 def test_compile_defers_when_tensorrt_has_no_gpu(tmp_path, monkeypatch):
     """`edgeopt build` on a workstation with the TensorRT wheel but no GPU: the plan, not a traceback."""
-    from fake_tensorrt import qdq_onnx
+    from helpers.fake_tensorrt import qdq_onnx
 
     from edgeopt import targets
     from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
