@@ -62,8 +62,7 @@ def write_build(run, gates: list) -> BuildResult:
                 layout_io.place(entry.path(name), staging / name)
         layout_io.write_json_atomic(staging / LAYOUT.metrics, {"schema_version": layout_io.SCHEMA_VERSION,
                                                                **metrics.model_dump(mode="json")})
-        manifest = layout_io.new_manifest()
-        manifest.update({
+        manifest = layout_io.Manifest(**layout_io.new_manifest(), **{
             "model": {"name": spec.name, "source": source.reference, "kind": source.kind, "sha256": source.sha256,
                       "params": params, "spec": spec.model_dump(mode="json")},
             "target": {**target.model_dump(mode="json"), "sha256": target.sha256()},
@@ -77,7 +76,7 @@ def write_build(run, gates: list) -> BuildResult:
             "warnings": warnings,
             "prune": prune,
         })
-        layout_io.write_json_atomic(staging / LAYOUT.manifest, manifest)
+        layout_io.write_json_atomic(staging / LAYOUT.manifest, manifest.document())
     quantization = entries["quantize"].result if "quantize" in entries else None
     return BuildResult(
         status="gate_failed" if any(g.passed is False for g in gates) else "ok",

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from edgeopt.assemble import slug
-from edgeopt.build_dir import LAYOUT, verify_artifact
+from edgeopt.build_dir import LAYOUT, Manifest, verify_artifact
 from edgeopt.errors import BadInput
 
 # ONNX TensorProto element types -> Triton DataType names (model_config.proto)
@@ -95,7 +95,7 @@ def triton_files(build_dir: Path, manifest: dict, target) -> tuple[dict[str, Pat
     import onnx
 
     name = slug(manifest["model"]["name"])
-    engine = manifest.get("engine") or {}
+    engine = Manifest.of(manifest).engine
     if target.backend == "onnxruntime":
         kind, model_file = "onnx-cpu", verify_artifact(build_dir, manifest, manifest.get("deployable") or LAYOUT.ort_deployable)
         settings = json.loads(verify_artifact(build_dir, manifest, LAYOUT.ort_session).read_text())
