@@ -1,10 +1,12 @@
-"""`edgeopt build` as a library call: the ordered list of stages and the cache loop.
+"""`edgeopt build` as a library call: the checks before any work and the cache loop.
 
 Each stage is an object (stages/*.py) that declares its name, its parameters, the identity of
 what it reads (`inputs()`: content hashes) and the files it writes, and whose `run(folder)`
-returns a typed result holding only names relative to that folder. The pipeline owns ordering,
-caching, timing and progress; it names no backend (backends.backend_for picks the facade) and
-no artifact file (build_dir.LAYOUT does). assemble.py writes the build directory and the result.
+returns a typed result holding only names relative to that folder. steps.py declares the stages
+in order (small factories over the run record) and wires one stage's artifacts into the next;
+the pipeline owns the loop, caching, timing and progress. It names no backend
+(backends.backend_for picks the facade) and no artifact file; assemble.py writes the build
+directory and the result from the run record. Decoder-only LLMs branch off once, to llm_build.py.
 """
 
 from __future__ import annotations
