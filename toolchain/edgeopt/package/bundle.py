@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeopt.version import __version__
 from edgeopt.assemble import slug
+from edgeopt.backends import package_needs
 from edgeopt.build_dir import LAYOUT, Manifest, find_build, read_build, verify_artifact
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
@@ -180,22 +181,10 @@ def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path 
         entries[name] = content if content is not None else verify_artifact(build_dir, manifest, name)
         roles[name] = role
 
-    if backend == "onnxruntime":
-        add(manifest.get("deployable") or LAYOUT.ort_deployable, "ONNX Runtime model (deploy this)")
-        add(LAYOUT.ort_session, "ONNX Runtime session settings")
-    else:
-        from edgeopt.backends.tensorrt.builder import read_plan
-
-        plan = read_plan(verify_artifact(build_dir, manifest, LAYOUT.tensorrt_plan))
-        add(LAYOUT.tensorrt_plan, "TensorRT build plan (builder settings, trtexec line)")
-        add(plan.onnx, "ONNX the engine is built from")
-        add(LAYOUT.fp32_onnx, "FP32 reference for on-device validation")
-        if plan.calibration_cache or (build_dir / LAYOUT.tensorrt_calibration_cache).is_file():
-            add(plan.calibration_cache or LAYOUT.tensorrt_calibration_cache, "TensorRT calibration cache")
-        engine = Manifest.of(manifest).engine
-        if engine.get("status") == "built" and engine.get("engine"):
-            add(engine["engine"], "TensorRT engine")
-            add(LAYOUT.tensorrt_engine_json, "engine metadata (TensorRT version, GPU)")
+    needs = package_needs(backend, build_dir, Manifest.of(manifest))  # the backend says which files
+    for name, role in needs.files:
+        add(name, role)
+    if needs.device_runner:
         for name, content in evaluation_files(build_dir, manifest, eval_path).items():
             add(name, "evaluation inputs" if name == LAYOUT.eval_inputs else "FP32 outputs on the evaluation inputs", content)
         add(LAYOUT.device_runner, "device runner: check the files, then run run_on_device.py", device_runner(manifest))

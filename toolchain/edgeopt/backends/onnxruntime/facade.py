@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeopt.build_dir import LAYOUT
 from edgeopt import host
 from edgeopt.backends.validation import Validation
 from edgeopt.models.spec import ModelSpec
@@ -48,3 +49,9 @@ class OnnxRuntimeBackend:
         params = {"latency_on_host": measure, "threads": threads, "host": host.host_info() if measure else None}
         return Validation(params=params, inputs={"candidate": deployable.sha256}, run=run,
                           reads=(compiled.deployable,))
+
+
+def package_files(build_dir: Path, manifest) -> list[tuple[str, str]]:
+    """(name, role) of the files an ONNX Runtime package ships (`manifest`: build_dir.Manifest)."""
+    return [(manifest.deployable or LAYOUT.ort_deployable, "ONNX Runtime model (deploy this)"),
+            (LAYOUT.ort_session, "ONNX Runtime session settings")]

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from edgeopt.build_dir import LAYOUT
 from edgeopt import host
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.validation import Validation
@@ -116,3 +117,21 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         os.link(source, destination)
     except OSError:
         shutil.copyfile(source, destination)
+
+
+def package_files(build_dir: Path, manifest) -> list[tuple[str, str]]:
+    """(name, role) of the files a TensorRT package ships (`manifest`: build_dir.Manifest): the plan,
+    the ONNX it builds from, the FP32 reference, the calibration cache and a built engine."""
+    from edgeopt.backends.tensorrt.builder import read_plan
+    from edgeopt.build_dir import verify_artifact
+
+    plan = read_plan(verify_artifact(build_dir, manifest.document(), LAYOUT.tensorrt_plan))
+    files = [(LAYOUT.tensorrt_plan, "TensorRT build plan (builder settings, trtexec line)"),
+             (plan.onnx, "ONNX the engine is built from"),
+             (LAYOUT.fp32_onnx, "FP32 reference for on-device validation")]
+    if plan.calibration_cache or (build_dir / LAYOUT.tensorrt_calibration_cache).is_file():
+        files.append((plan.calibration_cache or LAYOUT.tensorrt_calibration_cache, "TensorRT calibration cache"))
+    if manifest.engine.get("status") == "built" and manifest.engine.get("engine"):
+        files += [(manifest.engine["engine"], "TensorRT engine"),
+                  (LAYOUT.tensorrt_engine_json, "engine metadata (TensorRT version, GPU)")]
+    return files
