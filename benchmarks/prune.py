@@ -22,7 +22,7 @@ from pathlib import Path
 from edgeopt import bench
 from edgeopt.data.npz import read_npz
 from edgeopt.models.spec import InputSpec
-from edgeopt.pipeline import BuildOptions, build
+from edgeopt.api import BuildOptions, build
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "digits_calib.npz"
@@ -55,7 +55,7 @@ def run_builds(args, work: Path) -> list[dict]:
         options = BuildOptions(target=args.target, out=work / name.replace(" ", ""), latency_seconds=0.1,
                                prune=str(ratio) if ratio else "none", cache_dir=args.cache_dir,
                                finetune_data=CALIB if recovery else None, finetune_steps=args.steps if recovery else 0)
-        doc = build(options)
+        doc = build(options=options).to_json()
         print(f"built {name}: FP32 top-1 {doc['metrics']['fp32']['accuracy']}", flush=True)
         results.append({"name": name, "ratio": ratio, "recovery": recovery, "doc": doc})
     return results

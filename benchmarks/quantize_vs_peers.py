@@ -43,12 +43,12 @@ def _dataset(path: Path) -> Dataset:
 def models(work: Path, only: str | None) -> list[tuple[str, str, Path, Dataset, Dataset]]:
     """(name, task, FP32 ONNX, calibration, evaluation) for the benchmark models (`only`: a name part)."""
     import build_models
-    from edgeopt.pipeline import BuildOptions, build
+    from edgeopt.api import BuildOptions, build
 
     wanted = lambda name: not only or only.lower() in name.lower()  # noqa: E731
     found = []
     if wanted("digits CNN (bundled)"):
-        digits = build(BuildOptions(out=work / "digits-build", latency_seconds=0.1, use_cache=False))
+        digits = build(options=BuildOptions(out=work / "digits-build", latency_seconds=0.1, use_cache=False)).to_json()
         root = build_models.ROOT / "calibration"
         found.append(("digits CNN (bundled)", "classification", Path(digits["artifacts"]["onnx_fp32"]),
                       _dataset(root / "digits_calib.npz"), _dataset(root / "digits_eval.npz")))

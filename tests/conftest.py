@@ -11,12 +11,25 @@ from click.testing import CliRunner
 from edgeopt.cli import main
 
 # hf_models: the tiny Hugging Face model zoo (hf_zoo); fake_tensorrt: orin, qdq_model, fp32_model
-pytest_plugins = ["hf_models", "fake_tensorrt"]
+pytest_plugins = ["hf_models", "helpers.fake_tensorrt"]
 
 REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calibration" / "digits_calib.npz"
 EVAL = REPO / "calibration" / "digits_eval.npz"
 FAST = ["--latency-seconds", "0.2"]
+
+
+def without_tensorrt(patch: pytest.MonkeyPatch) -> None:
+    """This host has no TensorRT, whatever is installed: the one place tests say so."""
+    from edgeopt.backends.tensorrt import api as tensorrt_api
+
+    patch.setattr(tensorrt_api, "load_tensorrt", lambda: None)
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """A host without TensorRT (a Jetson build here defers its engine), also on a TensorRT host."""
+    without_tensorrt(monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +70,7 @@ def jetson_build(tmp_path_factory, cache_dir):
     """The bundled example built for the default Jetson: Q/DQ ONNX and a deferred engine plan."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDGEOPT_CACHE", str(cache_dir))
+        without_tensorrt(patch)  # the deferred engine is what this fixture stands for
         out = tmp_path_factory.mktemp("builds") / "jetson"
         code, document, stderr = build_json("--target", "jetson", "--out", str(out), *FAST)
     assert code == 0, stderr

@@ -15,7 +15,7 @@ from edgeopt.build_dir import LAYOUT
 ROOT = Path(edgeopt.__file__).parent
 SOURCES = sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts)
 # The device runner runs on a Jetson without edgeopt: it carries its own copies of the names,
-# and tests/stages/test_device_runner.py checks they agree with LAYOUT.
+# and tests/test_device_runner.py checks they agree with LAYOUT.
 SELF_CONTAINED = {"device_runner.py", "device_runtime.py"}
 
 
@@ -150,3 +150,20 @@ def test_the_core_imports_no_onnxruntime_torch_or_tensorrt():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "[]", run.stdout
     assert {m for m in CORE} <= set(MODULES)  # the names are real modules
+
+
+def test_the_pipeline_run_is_short_declarative_and_imports_nothing_late():
+    """Pipeline._run: under 30 lines, no import inside it or anywhere in pipeline.py's functions,
+    no artifact file name; the stages come from steps.STEPS and write_build gets the run record."""
+    source = (ROOT / "pipeline.py").read_text()
+    tree = ast.parse(source)
+    pipeline = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Pipeline")
+    run = next(n for n in pipeline.body if isinstance(n, ast.FunctionDef) and n.name == "_run")
+    assert run.end_lineno - run.lineno + 1 < 30
+    late = [n.lineno for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert late == []
+    assert "LAYOUT" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    body = ast.unparse(run)
+    assert "STEPS" in body and "write_build(run," in body
+    assert body.count("is_causal_lm(") == 1  # the one LLM dispatch point

@@ -92,11 +92,17 @@ def test_summarize_agrees_with_trtexec_on_a_known_list():
 
 
 def test_the_cpu_api_is_unchanged():
-    fields = bench.Latency.model_fields
-    for name in ("p50", "p90", "p99", "mean", "cv", "runs", "threads"):
-        assert fields[name].is_required()
-    latency = bench.Latency(p50=1, p90=2, p99=3, mean=1.5, cv=0.1, runs=30, threads=2)
-    assert latency.p95 is None and latency.min is None
+    """The latency block `bench` and `--json` print: the same keys as before, each holding the
+    value timing.py's rule gives for the same runs (a renamed or dropped field fails here)."""
+    from edgeopt import timing
+
+    times = [4.0, 1.0, 3.0, 2.0, 5.0]
+    doc = bench.summarize(times, threads=2).model_dump(mode="json")
+    assert {"p50", "p90", "p99", "mean", "cv", "runs", "threads"} <= set(doc)
+    ordered = sorted(times)
+    assert (doc["p90"], doc["p99"], doc["runs"], doc["threads"], doc["mean"]) == (
+        timing.percentile(ordered, 90), timing.percentile(ordered, 99), 5, 2, 3.0)
+    assert doc["p50"] == 3.0
 
 
 def test_measure_onnx_uses_the_same_summary(tmp_path):

@@ -10,8 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 
 from edgeopt import api
 from edgeopt.backends.onnxruntime import session as runtime
@@ -35,13 +35,13 @@ def _engine_from(onnx_path, flip_first: bool):
     return fn
 
 
-def test_device_build_validates_the_engine(tmp_path):
+def test_device_build_validates_the_engine(tmp_path, no_tensorrt):
     host_build = api.build(target="jetson", out=tmp_path / "host", latency_seconds=0.1)
     assert host_build.engine.status == "deferred" and host_build.engine.engine is None
 
     cuda = FakeCuda()
     trt = with_engine(FakeTensorRT("10", "10.3.0.30"), cuda, {"image": ((1, 1, 32, 32), (8, 1, 32, 32))}, ["logits"],
-                      _engine_from(host_build.artifacts.onnx_fp32, flip_first=True))
+                      _engine_from(host_build.artifacts.onnx_fp32, flip_first=True), compute_ms=[2.5])
     builder = EngineBuilder(trt=trt, device=DeviceInfo("Orin (nvgpu)", "8.7"))
     result = api.build(target="jetson", out=tmp_path / "device", latency_seconds=0.1,
                        backend_options={"engine_builder": builder, "cuda": cuda})
@@ -54,7 +54,9 @@ def test_device_build_validates_the_engine(tmp_path):
     # the engine's outputs were judged: the first sample of each batch of 8 (the profile's max) flipped
     assert result.metrics["int8"]["agreement"] == pytest.approx(1 - 63 / 500)
     assert "Orin (nvgpu)" in result.metrics["latency_measured_on"]
-    assert result.metrics["int8"]["latency_ms"] is not None and result.metrics["fp32"]["latency_ms"] is None
+    # the fake GPU clock: 0.1 ms input copy + 2.5 ms compute + 0.05 ms output copy per run, trtexec's host latency
+    assert result.metrics["int8"]["latency_ms"] == pytest.approx({"p50": 2.65, "p90": 2.65, "p99": 2.65})
+    assert result.metrics["fp32"]["latency_ms"] is None
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engine"]["status"] == "built" and manifest["engine"]["engine"] == "model.engine"
     assert manifest["deployable"] == "model.engine"

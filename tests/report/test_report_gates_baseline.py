@@ -81,7 +81,7 @@ def test_build_saves_a_baseline_and_judges_against_it(example_build, tmp_path):
 
 
 def test_bad_baseline_files_name_the_file(tmp_path):
-    with pytest.raises(BadInput, match="no such baseline file"):
+    with pytest.raises(BadInput, match="not found \\(baseline file"):
         baseline.load(tmp_path / "missing.json")
     (tmp_path / "x.json").write_text('{"schema_version": 99}')
     with pytest.raises(BadInput, match="x.json: schema_version 99"):

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
-from quantize_models import labelled_by, mlp, mlp_data
+from helpers.quantize_models import labelled_by, mlp, mlp_data
 
 from edgeopt import targets
 from edgeopt.backends.onnxruntime import session as runtime

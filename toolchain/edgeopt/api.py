@@ -22,11 +22,16 @@ from edgeopt.results import BuildResult
 from edgeopt.targets import TargetProfile, load_all, resolve
 
 
-def build(model: str | None = None, *, progress: Progress | None = None, backend_options: dict | None = None,
-          **options) -> BuildResult:
-    """Build `model` (None: the bundled example) for one target; options as BuildOptions.
-    `backend_options` replace the backend's seams (tests: a fake TensorRT `engine_builder`, `cuda`)."""
-    return Pipeline(BuildOptions(model=model, **options), progress, backend_options=backend_options).run()
+def build(model: str | None = None, *, options: BuildOptions | None = None, progress: Progress | None = None,
+          backend_options: dict | None = None, **fields) -> BuildResult:
+    """Build `model` (None: the bundled example) for one target; `fields` as BuildOptions, or a
+    ready `options`. `backend_options` replace the backend's seams (tests: a fake TensorRT
+    `engine_builder`, `cuda`). The one public build: the CLI, release.py and the benchmarks call it."""
+    if options is None:
+        options = BuildOptions(model=model, **fields)
+    elif model is not None or fields:
+        raise TypeError("build(): pass either `options` or the model and its fields, not both")
+    return Pipeline(options, progress, backend_options=backend_options).run()
 
 
 def plan(model: str | None = None, **options) -> list[dict]:

@@ -9,8 +9,8 @@ from pathlib import Path
 from edgeopt import build_dir as layout_io
 from edgeopt.build_dir import LAYOUT
 from edgeopt.hashing import sha256_json
-from edgeopt.metrics.fidelity import ValidateResult
-from edgeopt.results import Artifacts, BuildResult, CompileResult, ModelInfo, StageSummary, TargetInfo
+from edgeopt.results import Artifacts, BuildResult, ModelInfo, StageSummary, TargetInfo
+from edgeopt.stages.prune import prune_section
 
 
 def slug(name: str) -> str:
@@ -47,23 +47,22 @@ def _precision(metrics, int8: bool = False) -> dict:
     return body
 
 
-def write_build(pipeline, source, loaded, target, compiled: CompileResult, metrics: ValidateResult, gates: list,
-                warnings: list[str], data_uses: dict) -> BuildResult:
-    from edgeopt.stages.prune import prune_section
-
-    entries, records = pipeline.entries, pipeline.records
-    spec, params = loaded.spec, loaded.params
-    out = (pipeline.options.out or default_out(pipeline.options, spec.name, target.name)).resolve()
+def write_build(run, gates: list) -> BuildResult:
+    """The build directory and the result from the run record (steps.BuildRun): its stage outputs
+    and records, what it loaded, compiled and measured; `gates` are the judged gate results."""
+    entries, records = run.entries, run.records
+    source, target, compiled, metrics, warnings = run.source, run.target, run.compiled, run.metrics, run.warnings
+    spec, params, data_uses = run.loaded.spec, run.loaded.params, run.data.uses()
+    out = Path(run.out).resolve()
     prune = prune_section(entries["prune"].result, entries["unpruned"].result if "unpruned" in entries else None) \
         if "prune" in entries else None
-    with layout_io.staged_directory(out, force=pipeline.options.force) as staging:
+    with layout_io.staged_directory(out, force=run.options.force) as staging:
         for entry in entries.values():
             for name in entry.files:
                 layout_io.place(entry.path(name), staging / name)
         layout_io.write_json_atomic(staging / LAYOUT.metrics, {"schema_version": layout_io.SCHEMA_VERSION,
                                                                **metrics.model_dump(mode="json")})
-        manifest = layout_io.new_manifest()
-        manifest.update({
+        manifest = layout_io.Manifest(**layout_io.new_manifest(), **{
             "model": {"name": spec.name, "source": source.reference, "kind": source.kind, "sha256": source.sha256,
                       "params": params, "spec": spec.model_dump(mode="json")},
             "target": {**target.model_dump(mode="json"), "sha256": target.sha256()},
@@ -77,7 +76,7 @@ def write_build(pipeline, source, loaded, target, compiled: CompileResult, metri
             "warnings": warnings,
             "prune": prune,
         })
-        layout_io.write_json_atomic(staging / LAYOUT.manifest, manifest)
+        layout_io.write_json_atomic(staging / LAYOUT.manifest, manifest.document())
     quantization = entries["quantize"].result if "quantize" in entries else None
     return BuildResult(
         status="gate_failed" if any(g.passed is False for g in gates) else "ok",

@@ -15,7 +15,9 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from edgeopt.version import __version__
 from edgeopt.errors import BadInput, CannotWrite, cause_text
@@ -68,6 +70,24 @@ class BuildLayout:
 
 
 LAYOUT = BuildLayout()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file one stage wrote and a later one reads: where it is and what it holds. Stages pass
+    these to each other (pipeline.py, steps.py), so a reader never re-hashes a file or names its folder."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @staticmethod
+    def of(file: "Artifact | str | Path") -> "Artifact":
+        """`file` as an artifact (a plain path is hashed once, here)."""
+        return file if isinstance(file, Artifact) else Artifact(Path(file), sha256_file(file))
 
 
 def write_json_atomic(path: str | Path, value: object) -> None:
@@ -224,6 +244,48 @@ def new_manifest(host: dict | None = None) -> dict:
         "libraries": library_versions(),
         "host": host or host_info(),
     }
+
+
+class Manifest(BaseModel):
+    """manifest.json as one type: assemble.write_build writes it, the package, Triton and release
+    readers read it (`Manifest.of(dict)`). Unknown keys are kept, so an older or newer build (an
+    LLM build, an `engine build` update) reads and writes back unchanged; a missing or null block
+    reads as empty, so no reader writes `manifest.get("engine") or {}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    edgeopt: str | None = None
+    libraries: dict[str, Any] = {}
+    host: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    target: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    stages: list[dict[str, Any]] = []
+    artifacts: list[dict[str, Any]] = []
+    metrics: dict[str, Any] | None = None
+    gates: list[dict[str, Any]] = []
+    engine: dict[str, Any] = {}
+    deployable: str | None = None
+    warnings: list[str] = []
+    prune: dict[str, Any] | None = None
+
+    @field_validator("libraries", "host", "model", "target", "data", "engine", mode="before")
+    @classmethod
+    def _empty_block(cls, value):
+        return {} if value is None else value
+
+    @field_validator("stages", "artifacts", "gates", "warnings", mode="before")
+    @classmethod
+    def _empty_list(cls, value):
+        return [] if value is None else value
+
+    @classmethod
+    def of(cls, manifest: "dict | Manifest") -> "Manifest":
+        return manifest if isinstance(manifest, Manifest) else cls.model_validate(manifest)
+
+    def document(self) -> dict:
+        return self.model_dump(mode="json")
 
 
 # --- reading and updating an existing build directory ----------------------------------------

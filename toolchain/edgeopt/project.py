@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgeopt.errors import BadInput, cause_text
+from edgeopt.errors import BadInput
+from edgeopt.targets import read_yaml_mapping
 
 
 class ModelEntry(BaseModel):
@@ -103,18 +103,8 @@ class Project(BaseModel):
 
 def load_project(path: str | Path) -> Project:
     path = Path(path)
-    try:
-        from edgeopt.safe_io import PROFILE_LIMIT, read_text
-
-        if not path.exists():
-            raise FileNotFoundError(path)
-        raw = yaml.safe_load(read_text(path, PROFILE_LIMIT, "the project file"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: project file not found (write an edgeopt.yaml or pass --project)") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({cause_text(exc)})") from None
-    if not isinstance(raw, dict):
-        raise BadInput(f"{path}: expected a mapping with 'models' and 'targets'")
+    raw = read_yaml_mapping(path, missing="project file not found (write an edgeopt.yaml or pass --project)",
+                            not_mapping="expected a mapping with 'models' and 'targets'", unique_keys=False)
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:

@@ -1,7 +1,7 @@
 """`edgeopt release`: every (model, target) pair of edgeopt.yaml built in parallel processes,
 each packaged, one Markdown summary over all pairs, exit 1 when any gate failed.
 
-Each pair runs `edgeopt.pipeline.build` in its own process (ProcessPoolExecutor with the `spawn`
+Each pair runs `edgeopt.api.build` in its own process (ProcessPoolExecutor with the `spawn`
 start method: the parent may already hold torch/OpenMP threads, and forking those can hang the
 child). All processes share the stage cache ($EDGEOPT_CACHE): entries appear by atomic rename
 and a store never removes a valid entry another process wrote (cache.StageCache.store), so two
@@ -57,12 +57,12 @@ def _metric(result: dict, metric: str) -> float | None:
 def build_pair(model: str, target: str, options: dict, metric: str, packages: Path, version: str | None) -> dict:
     """One pair in a worker process: build, package, and the summary row (never raises)."""
     from edgeopt.errors import EdgeoptError
-    from edgeopt.pipeline import BuildOptions, build
+    from edgeopt.api import BuildOptions, build
     from edgeopt.package.bundle import package
 
     row = {"model": model, "target": target, "pid": os.getpid(), "started": time.time()}
     try:
-        result = build(BuildOptions(**options))
+        result = build(options=BuildOptions(**options)).to_json()
         packaged = package(Path(result["build_dir"]), packages, version=version)
         row.update(status=result["status"], resolved_target=result["target"]["name"], build_dir=result["build_dir"],
                    int8=result["metrics"]["int8"], gates=result["gates"], engine=result["engine"]["status"],

@@ -56,7 +56,7 @@ def check_regular(path: str | Path, what: str = "file") -> Path:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise BadInput(f"{path}: no such {what}") from None
+        raise BadInput(f"{path}: not found ({what})") from None
     except OSError as exc:
         raise _oserror(path, what, exc) from None
     if not stat.S_ISREG(mode):

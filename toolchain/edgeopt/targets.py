@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgeopt import host
 from edgeopt.errors import BadInput, cause_text
+from edgeopt.safe_io import PROFILE_LIMIT, read_text
 from edgeopt.resources import shipped
 
 HOST_CPU = "cpu"
@@ -183,24 +184,32 @@ def _construct_mapping(loader, node, deep=False):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path):
+def _read_yaml(path: Path, text: str):
     _UniqueKeyLoader.current = path
-    from edgeopt.safe_io import PROFILE_LIMIT, read_text
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
-    return yaml.load(read_text(path, PROFILE_LIMIT, "the target profile"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+def read_yaml_mapping(path: Path, *, missing: str, not_mapping: str, unique_keys: bool = True) -> dict:
+    """A YAML file that must hold a mapping (target profiles, edgeopt.yaml), or BadInput naming the
+    file: `missing` and `not_mapping` say what was expected. The one YAML reader of edgeopt's files."""
+    try:
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(path)
+        text = read_text(path, PROFILE_LIMIT, "the YAML file")  # regular file, size bound, UTF-8
+        raw = _read_yaml(path, text) if unique_keys else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: {missing}") from None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({cause_text(exc)})") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"{path}: {not_mapping}")
+    return raw
 
 
 def load_profile(path: str | Path) -> TargetProfile:
     """Read and validate one profile file; its name is the file name without `.yaml`."""
     path = Path(path)
-    try:
-        raw = _read_yaml(path)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: target profile not found") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({cause_text(exc)})") from None
-    if not isinstance(raw, dict):
-        raise BadInput(f"{path}: a target profile must be a YAML mapping")
+    raw = read_yaml_mapping(path, missing="target profile not found", not_mapping="a target profile must be a YAML mapping")
     if "name" in raw and raw["name"] != path.stem:
         raise BadInput(f"{path}: key 'name' is '{raw['name']}' but the file is named '{path.stem}'")
     raw = {**raw, "name": path.stem, "source": str(path)}

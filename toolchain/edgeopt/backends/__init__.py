@@ -3,6 +3,9 @@ and never branches on the backend's name itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 
 def backend_for(target, cache_root=None, **options):
     """The facade for `target.backend` ("onnxruntime" or "tensorrt"). `options` go to the
@@ -15,6 +18,26 @@ def backend_for(target, cache_root=None, **options):
     from edgeopt.backends.onnxruntime.facade import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(target, **options)
+
+
+@dataclass(frozen=True)
+class PackageNeeds:
+    """What `edgeopt package` ships for a build of this backend: (name, role) of its files, and
+    whether the device runner (evaluation data, run_on_device.py, the --metric file) goes too."""
+
+    files: list[tuple[str, str]]
+    device_runner: bool
+
+
+def package_needs(backend: str, build_dir: Path, manifest) -> PackageNeeds:
+    """Each backend's facade module says which of a build's files its package needs."""
+    if backend == "tensorrt":
+        from edgeopt.backends.tensorrt.facade import package_files as tensorrt_files
+
+        return PackageNeeds(tensorrt_files(build_dir, manifest), device_runner=True)
+    from edgeopt.backends.onnxruntime.facade import package_files as onnxruntime_files
+
+    return PackageNeeds(onnxruntime_files(build_dir, manifest), device_runner=False)
 
 
 def export_opset(target) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgeopt.report import baseline as baselines
 from edgeopt.cli.common import (EXIT_GATE_FAILED, emit_json, handle_errors, json_option, prune_options, quiet,
                                 reader_options, targets_dir_option)
 
@@ -68,13 +69,11 @@ class _Progress:
 @prune_options
 @click.option("--save-baseline", type=click.Path(path_type=Path), help="Store this build's metrics, latency samples and environment as a baseline file.")
 @click.option("--baseline", type=click.Path(path_type=Path), help="Compare with a baseline file; a regression fails the build (exit 1).")
-@click.option("--latency-tolerance", type=click.FloatRange(min=0), default=0.05, show_default=True, help="With --baseline: slowdown allowed (fraction).")
-@click.option("--accuracy-tolerance", type=click.FloatRange(min=0), default=0.005, show_default=True, help="With --baseline: accuracy loss allowed (fraction).")
+@click.option("--latency-tolerance", type=click.FloatRange(min=0), default=baselines.LATENCY_TOLERANCE, show_default=True, help="With --baseline: slowdown allowed (fraction).")
+@click.option("--accuracy-tolerance", type=click.FloatRange(min=0), default=baselines.ACCURACY_TOLERANCE, show_default=True, help="With --baseline: accuracy loss allowed (fraction).")
 @click.option("--strict", is_flag=True, help="A gate that could not be judged here fails the build (for CI).")
 @handle_errors
-def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_method, max_accuracy_drop,
-          latency_seconds, cache_dir, no_cache, dry_run, targets_dir, as_json, reader, task, seq_len, trust_remote_code, prune_settings,
-          precision, metric, save_baseline, baseline, latency_tolerance, accuracy_tolerance, strict, trust_pickle=False, force=False):
+def build(model, dry_run, as_json, save_baseline, baseline, latency_tolerance, accuracy_tolerance, strict, **params):
     """Build MODEL for one target: load, export, quantize, compile, validate.
 
     MODEL is a .pt2 (torch.export), a TorchScript .pt, file.py:factory or module:factory, an
@@ -83,11 +82,7 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
     from edgeopt import api
     from edgeopt.report.summary import render_build
 
-    options = dict(target=target, calib=calib, eval=eval_, out=out, input_shapes=input_shapes,
-                   calib_samples=calib_samples, calib_method=calib_method, max_accuracy_drop=max_accuracy_drop,
-                   latency_seconds=latency_seconds, cache_dir=cache_dir, use_cache=not no_cache, targets_dir=targets_dir,
-                   reader=reader, task=task, seq_len=seq_len, trust_remote_code=trust_remote_code, precision=precision, metric=metric,
-                   trust_pickle=trust_pickle, force=force, **prune_settings)
+    options = build_options(params)
     if dry_run:
         rows = api.plan(model, **options)
         if as_json:
@@ -105,17 +100,8 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
             result = api.build(model, progress=progress, **options).to_json()
     finally:
         progress.close()
-    from edgeopt.report import baseline as baselines
-    from edgeopt.report import gates as judging
-
-    result["not_judged"] = judging.not_judged(result["gates"])
-    comparison = None
-    if baseline is not None:
-        comparison = baselines.judge(result, baseline, {"latency": latency_tolerance, "accuracy": accuracy_tolerance})
-        result["baseline_comparison"] = {**{k: v for k, v in comparison.items() if k != "sensitivity"},  # no raw samples
-                                         "rows": [{k: v for k, v in r.items() if k != "samples"} for r in comparison["rows"]]}
-    if save_baseline is not None:
-        baselines.save(result, save_baseline)
+    comparison = baselines.judge_build(result, baseline, save_baseline,
+                                       {"latency": latency_tolerance, "accuracy": accuracy_tolerance})
     if as_json:
         emit_json(result)
     else:
@@ -135,6 +121,13 @@ def build(model, target, calib, eval_, out, input_shapes, calib_samples, calib_m
                 click.echo(f"  warning    unsafe comparison: {warning}")
         if save_baseline is not None:
             click.echo(f"  baseline   saved to {save_baseline}")
-    if (result["status"] != "ok" or judging.failed(result["gates"], strict)
-            or (comparison is not None and comparison["verdict"] == "regressed")):
+    if baselines.build_failed(result, comparison, strict):
         sys.exit(EXIT_GATE_FAILED)
+
+
+def build_options(params: dict) -> dict:
+    """The command's options as BuildOptions fields (the one place their names are translated)."""
+    params = dict(params)
+    prune_settings = params.pop("prune_settings")
+    renamed = {"eval": params.pop("eval_"), "use_cache": not params.pop("no_cache")}
+    return {**params, **renamed, **prune_settings}

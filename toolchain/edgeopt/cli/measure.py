@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_option
+from edgeopt.report.baseline import ACCURACY_TOLERANCE, LATENCY_TOLERANCE
 
 
 @click.command("bench")
@@ -38,8 +39,8 @@ def bench_command(build_dir, duration, batch, as_json):
               help="Current baseline file or build JSON; repeat for many builds in one report.")
 @click.option("--format", "formats", default="md", show_default=True, help="Comma-separated: md,html,junit,json.")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for the report files [default: print Markdown].")
-@click.option("--latency-tolerance", type=click.FloatRange(min=0), default=0.05, show_default=True)
-@click.option("--accuracy-tolerance", type=click.FloatRange(min=0), default=0.005, show_default=True)
+@click.option("--latency-tolerance", type=click.FloatRange(min=0), default=LATENCY_TOLERANCE, show_default=True)
+@click.option("--accuracy-tolerance", type=click.FloatRange(min=0), default=ACCURACY_TOLERANCE, show_default=True)
 @handle_errors
 def report_command(baselines, currents, formats, out, latency_tolerance, accuracy_tolerance):
     """Compare current builds with baselines: ratio with CI and a verdict per metric. Exit 1 on a regression."""

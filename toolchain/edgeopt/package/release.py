@@ -3,6 +3,8 @@ over many (model, target) pairs (the summary CI posts to $GITHUB_STEP_SUMMARY)."
 
 from __future__ import annotations
 
+from edgeopt.build_dir import Manifest
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.2f}%"
@@ -15,9 +17,9 @@ def _verdict(passed: bool | None) -> str:
 def render_package(manifest: dict) -> str:
     """report.md of one package, from the build's manifest."""
     model, target = manifest["model"], manifest["target"]
-    metrics = manifest.get("metrics") or {}
+    typed = Manifest.of(manifest)
+    metrics, engine = typed.metrics or {}, typed.engine
     fp32, int8 = metrics.get("fp32") or {}, metrics.get("int8") or {}
-    engine = manifest.get("engine") or {}
     lines = [f"# {model['name']} -> {target['name']} ({target.get('backend', '?')})", "",
              f"edgeopt {manifest.get('edgeopt', '?')}; model sha256 `{model.get('sha256', '?')}`", "",
              "| metric | FP32 | INT8 |", "|---|---|---|",

@@ -10,7 +10,7 @@ The config states the inputs, outputs and dims the build exported (the batch axi
 max_batch_size when it is dynamic), the target's batch range as max_batch_size and the dynamic
 batcher's preferred sizes, and the ONNX Runtime session settings the build chose. Triton ignores
 the edgeopt files (manifest.json, SHA256SUMS, ...) at the repository root: it loads only folders.
-The text is checked against Triton's model_config.proto in tests/serving/test_triton.py.
+The text is checked against Triton's model_config.proto in tests/package/test_triton.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from edgeopt.assemble import slug
-from edgeopt.build_dir import LAYOUT, verify_artifact
+from edgeopt.build_dir import LAYOUT, Manifest, verify_artifact
 from edgeopt.errors import BadInput
 
 # ONNX TensorProto element types -> Triton DataType names (model_config.proto)
@@ -95,7 +95,7 @@ def triton_files(build_dir: Path, manifest: dict, target) -> tuple[dict[str, Pat
     import onnx
 
     name = slug(manifest["model"]["name"])
-    engine = manifest.get("engine") or {}
+    engine = Manifest.of(manifest).engine
     if target.backend == "onnxruntime":
         kind, model_file = "onnx-cpu", verify_artifact(build_dir, manifest, manifest.get("deployable") or LAYOUT.ort_deployable)
         settings = json.loads(verify_artifact(build_dir, manifest, LAYOUT.ort_session).read_text())

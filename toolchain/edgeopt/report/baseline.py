@@ -13,6 +13,8 @@ from typing import Any
 from edgeopt.build_dir import LAYOUT, write_json_atomic
 from edgeopt.errors import BadInput
 from edgeopt.report import compare as comparing
+from edgeopt.report import gates as judging
+from edgeopt.report.compare import ACCURACY_TOLERANCE, LATENCY_TOLERANCE  # noqa: F401  (the CLI's defaults)
 
 SCHEMA_VERSION = 1
 LIBRARIES = ("edgeopt", "numpy", "onnx", "onnxruntime", "torch", "tensorrt")
@@ -133,5 +135,27 @@ def judge(result: dict, baseline_path: str | Path, tolerances: dict[str, float] 
     """Compare a build result with a stored baseline: one comparison with a verdict per metric."""
     tolerances = tolerances or {}
     return comparing.compare(load(baseline_path), document(result),
-                             latency_tolerance=tolerances.get("latency", 0.05),
-                             accuracy_tolerance=tolerances.get("accuracy", 0.005))
+                             latency_tolerance=tolerances.get("latency", LATENCY_TOLERANCE),
+                             accuracy_tolerance=tolerances.get("accuracy", ACCURACY_TOLERANCE))
+
+
+def judge_build(result: dict, baseline_path: str | Path | None = None, save_path: str | Path | None = None,
+                tolerances: dict[str, float] | None = None) -> dict[str, Any] | None:
+    """`edgeopt build --baseline/--save-baseline` in the library: adds `not_judged` and (with a
+    baseline) `baseline_comparison` to the `--json` result, stores it as a baseline where asked, and
+    returns the full comparison (None without a baseline)."""
+    result["not_judged"] = judging.not_judged(result["gates"])
+    comparison = None
+    if baseline_path is not None:
+        comparison = judge(result, baseline_path, tolerances)
+        result["baseline_comparison"] = {**{k: v for k, v in comparison.items() if k != "sensitivity"},  # no raw samples
+                                         "rows": [{k: v for k, v in r.items() if k != "samples"} for r in comparison["rows"]]}
+    if save_path is not None:
+        save(result, save_path)
+    return comparison
+
+
+def build_failed(result: dict, comparison: dict | None, strict: bool) -> bool:
+    """Exit 1 for `edgeopt build`: not ok, a failed gate (strict: one not judged too), or a regression."""
+    return (result["status"] != "ok" or judging.failed(result["gates"], strict)
+            or (comparison is not None and comparison["verdict"] == "regressed"))

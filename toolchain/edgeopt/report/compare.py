@@ -86,8 +86,12 @@ def environment_warnings(baseline: dict, current: dict) -> list[str]:
     return out
 
 
-def compare(baseline: dict, current: dict, *, latency_tolerance: float = 0.05,
-            accuracy_tolerance: float = 0.005) -> dict[str, Any]:
+LATENCY_TOLERANCE = 0.05  # slowdown a baseline comparison allows (fraction): the one default
+ACCURACY_TOLERANCE = 0.005  # accuracy loss it allows (fraction)
+
+
+def compare(baseline: dict, current: dict, *, latency_tolerance: float = LATENCY_TOLERANCE,
+            accuracy_tolerance: float = ACCURACY_TOLERANCE) -> dict[str, Any]:
     """One comparison of two baseline documents (report.baseline.document)."""
     rows = []
     for precision in ("fp32", "int8"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from edgeopt.build_dir import LAYOUT, Artifact
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.targets import TargetProfile
 
@@ -58,19 +59,16 @@ class Fp16Stage:
 
     name = "fp16"
 
-    def __init__(self, fp32: Path):
-        from edgeopt.build_dir import LAYOUT
-
-        self.fp32, self.out_name = fp32, LAYOUT.fp16_onnx
-        self.reads, self.writes = (fp32.name,), (LAYOUT.fp16_onnx,)
+    def __init__(self, fp32: Artifact | Path):
+        self.fp32_artifact = Artifact.of(fp32)
+        self.fp32, self.out_name = self.fp32_artifact.path, LAYOUT.fp16_onnx
+        self.reads, self.writes = (self.fp32.name,), (LAYOUT.fp16_onnx,)
 
     def params(self) -> dict:
         return {"keep_io_types": True}
 
     def inputs(self) -> dict:
-        from edgeopt.hashing import sha256_file
-
-        return {"onnx_fp32": sha256_file(self.fp32)}
+        return {"onnx_fp32": self.fp32_artifact.sha256}
 
     def run(self, folder: Path) -> Fp16StageResult:
         write_fp16_onnx(self.fp32, folder / self.out_name)

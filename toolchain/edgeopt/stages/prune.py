@@ -8,10 +8,9 @@ from pathlib import Path
 
 
 from edgeopt import host
-from edgeopt.build_dir import LAYOUT
+from edgeopt.build_dir import LAYOUT, Artifact
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
-from edgeopt.hashing import sha256_file
 from edgeopt.models.spec import ModelSpec
 from edgeopt.stages.prune_config import Importance, Mode, PruneConfig  # noqa: F401  (the stage's types)
 from edgeopt.targets import TargetProfile
@@ -107,8 +106,10 @@ class UnprunedStage:
     name = "unpruned"
     writes = (LAYOUT.unpruned_fp32_onnx,)
 
-    def __init__(self, source, model, spec: ModelSpec, pruned_fp32: Path, evaluation: Dataset, target,
+    def __init__(self, source, model, spec: ModelSpec, pruned_fp32: Artifact | Path, evaluation: Dataset, target,
                  seconds: float):
+        self.fp32_artifact = Artifact.of(pruned_fp32)
+        pruned_fp32 = self.fp32_artifact.path
         self.source, self.model, self.spec, self.fp32, self.evaluation = source, model, spec, pruned_fp32, evaluation
         self.measure, self.note = host.stands_for(target)
         self.threads, self.seconds = host.default_threads(target), seconds
@@ -119,7 +120,7 @@ class UnprunedStage:
                 "host": host.host_info() if self.measure else None}
 
     def inputs(self) -> dict:
-        return {"model": self.source.sha256, "pruned_fp32": sha256_file(self.fp32), "eval": self.evaluation.sha256}
+        return {"model": self.source.sha256, "pruned_fp32": self.fp32_artifact.sha256, "eval": self.evaluation.sha256}
 
     def run(self, folder: Path):
         from edgeopt.stages.prune_torch import compare_unpruned
@@ -129,19 +130,21 @@ class UnprunedStage:
                                 note=self.note)
 
 
-def prune_setup(options, target, spec: ModelSpec, request: tuple, load, calib_full: Dataset,
-                evaluation: Dataset, budget: float) -> tuple[PruneConfig, Dataset | None, Dataset, list[str]]:
-    """(config, fine-tune data, ranking data, warnings) from the build options; `load` reads a data file."""
-    steps = options.finetune_steps or (DEFAULT_FINETUNE_STEPS if options.finetune_data else 0)
-    if steps and not options.finetune_data:
+def prune_setup(request: tuple, target, load, calib_full: Dataset, evaluation: Dataset, *, importance: str,
+                ignore: tuple[str, ...], seed: int, finetune_data: Path | None = None,
+                finetune_steps: int = 0) -> tuple[PruneConfig, Dataset | None, Dataset, list[str]]:
+    """(config, fine-tune data, ranking data, warnings); `load` reads a data file. The stage's own
+    values, not the CLI's options: the caller (steps.py) picks them out."""
+    steps = finetune_steps or (DEFAULT_FINETUNE_STEPS if finetune_data else 0)
+    if steps and not finetune_data:
         raise BadInput("--finetune-steps needs --finetune-data (the data to distill on)")
-    finetune = load(options.finetune_data, "fine-tune") if options.finetune_data else None
+    finetune = load(finetune_data, "fine-tune") if finetune_data else None
     warnings = []
     if finetune is not None and (shared := len(finetune.sample_hashes() & evaluation.sample_hashes())):
         warnings.append(f"{shared} fine-tune samples also appear in the evaluation data: recovered accuracy is optimistic")
-    config = PruneConfig(mode=request[0], ratio=request[1], importance=options.prune_importance,
-                         channel_multiple=target.build.channel_multiple, ignore=options.prune_ignore,
-                         finetune_steps=steps, seed=options.seed)
+    config = PruneConfig(mode=request[0], ratio=request[1], importance=importance,
+                         channel_multiple=target.build.channel_multiple, ignore=ignore,
+                         finetune_steps=steps, seed=seed)
     return config, finetune, finetune or calib_full, warnings  # Taylor importance needs gradients on real data
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeopt.build_dir import LAYOUT
+from edgeopt.build_dir import LAYOUT, Artifact
 from edgeopt.data.dataset import Dataset
 from edgeopt.metrics.fidelity import ValidateResult
 
@@ -19,17 +19,17 @@ class ValidateStage:
     name = "validate"
     writes = (LAYOUT.latency_samples,)  # when latency is measured on this host
 
-    def __init__(self, validation, fp32: Path, data: Dataset, spec, latency_seconds: float):
-        self.validation, self.fp32, self.data, self.spec, self.seconds = validation, fp32, data, spec, latency_seconds
-        self.reads = (fp32.name, *validation.reads)
+    def __init__(self, validation, fp32: Artifact | Path, data: Dataset, spec, latency_seconds: float):
+        self.fp32_artifact = Artifact.of(fp32)
+        self.validation, self.fp32, self.data, self.spec, self.seconds = \
+            validation, self.fp32_artifact.path, data, spec, latency_seconds
+        self.reads = (self.fp32.name, *validation.reads)
 
     def params(self) -> dict:
         return {"task": self.spec.task, "seconds": self.seconds, **self.validation.params, **judging_params(self.spec)}
 
     def inputs(self) -> dict:
-        from edgeopt.hashing import sha256_file
-
-        return {"onnx_fp32": sha256_file(self.fp32), "eval": self.data.sha256, **self.validation.inputs}
+        return {"onnx_fp32": self.fp32_artifact.sha256, "eval": self.data.sha256, **self.validation.inputs}
 
     def run(self, folder: Path) -> ValidateResult:
         return self.validation.run(self.data, self.spec, self.seconds, folder)

@@ -134,20 +134,6 @@ def corrections(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, data:
     return shifts
 
 
-def correct_biases(float_path: Path, int8_path: Path, data: Dataset, out: Path, *, threads: int = 2) -> tuple[Path, int]:
-    """Write the bias-corrected float model to `out` (quantize it again with the same ranges);
-    returns it and how many biases moved. Node names must match between the two models, which
-    ONNX Runtime's quantizer guarantees for Conv and Gemm."""
-    model = onnx.load(str(float_path))
-    shifts = corrections(model, onnx.load(str(int8_path)), data, threads)
-    for init in model.graph.initializer:
-        if init.name in shifts:
-            value = numpy_helper.to_array(init).astype(np.float64) + shifts[init.name]
-            init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), init.name))
-    onnx.save(model, str(out))
-    return out, len(shifts)
-
-
 class BiasCorrectedStatic:
     """A static Q/DQ builder (exclude, out) -> INT8 path over the bias-corrected float graph. A layer
     kept in float by the fallback gets its original bias back: the shift only compensates that

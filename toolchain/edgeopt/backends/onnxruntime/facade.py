@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeopt.build_dir import LAYOUT
 from edgeopt import host
 from edgeopt.backends.validation import Validation
-from edgeopt.hashing import sha256_file
 from edgeopt.models.spec import ModelSpec
 from edgeopt.results import CompileResult, EngineSummary
 from edgeopt.targets import TargetProfile
@@ -33,8 +33,10 @@ class OnnxRuntimeBackend:
         return CompileResult(backend="onnxruntime", deployable=result.deployable,
                              engine=EngineSummary(status="not_applicable"), settings=result.session_settings)
 
-    def validation(self, compiled_folder: Path, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
-        candidate = compiled_folder / compiled.deployable
+    def validation(self, artifacts: dict, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
+        """`artifacts`: the compile stage's files (name -> build_dir.Artifact); the deployable is judged."""
+        deployable = artifacts[compiled.deployable]
+        candidate = deployable.path
         measure, note = host.stands_for(self.target)
         threads = host.default_threads(self.target)
         batch = self.target.build.batch.opt  # the deployed batch: dynamic INT8's scales depend on it
@@ -46,5 +48,11 @@ class OnnxRuntimeBackend:
                             latency_seconds=seconds, latency_note=note, spec=spec, folder=folder, batch=batch)
 
         params = {"latency_on_host": measure, "threads": threads, "batch": batch, "host": host.host_info() if measure else None}
-        return Validation(params=params, inputs={"candidate": sha256_file(candidate)}, run=run,
+        return Validation(params=params, inputs={"candidate": deployable.sha256}, run=run,
                           reads=(compiled.deployable,))
+
+
+def package_files(build_dir: Path, manifest) -> list[tuple[str, str]]:
+    """(name, role) of the files an ONNX Runtime package ships (`manifest`: build_dir.Manifest)."""
+    return [(manifest.deployable or LAYOUT.ort_deployable, "ONNX Runtime model (deploy this)"),
+            (LAYOUT.ort_session, "ONNX Runtime session settings")]

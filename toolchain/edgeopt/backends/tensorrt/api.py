@@ -31,7 +31,9 @@ _cached: ModuleType | None = None
 _probed = False
 
 
-def _import() -> ModuleType | None:
+def load_tensorrt() -> ModuleType | None:
+    """The installed `tensorrt` module, or None: the one door to it (tests replace it, through the
+    `no_tensorrt` fixture, to stand for a host without TensorRT, or with a fake one)."""
     global _cached, _probed
     if not _probed:
         _probed = True
@@ -44,12 +46,12 @@ def _import() -> ModuleType | None:
 
 def available() -> bool:
     """True when `import tensorrt` works on this host."""
-    return _import() is not None
+    return load_tensorrt() is not None
 
 
 def module() -> ModuleType:
     """The tensorrt module, or MissingEnvironment (exit 3) saying how to get it."""
-    trt = _import()
+    trt = load_tensorrt()
     if trt is None:
         raise MissingEnvironment(INSTALL_HINT)
     return trt
@@ -57,7 +59,7 @@ def module() -> ModuleType:
 
 def version() -> str | None:
     """Installed TensorRT version ('10.3.0.30'), None when absent."""
-    trt = _import()
+    trt = load_tensorrt()
     return getattr(trt, "__version__", None) if trt is not None else None
 
 

@@ -9,8 +9,12 @@ the Q/DQ ONNX judged for accuracy with ONNX Runtime here, latency null with the 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from edgeopt.build_dir import LAYOUT
 from edgeopt import host
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.validation import Validation
@@ -63,9 +67,10 @@ class TensorRTBackend:
                                 metadata=result.engine_metadata, notes=list(result.notes))
         return CompileResult(backend="tensorrt", deployable=engine, engine=summary)
 
-    def validation(self, compiled_folder: Path, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
+    def validation(self, artifacts: dict, compiled: CompileResult, fp32: Path, int8: Path | None) -> Validation:
+        """`artifacts`: the compile stage's files (name -> build_dir.Artifact)."""
         if compiled.engine.status == "built":
-            return self._engine_validation(compiled_folder, compiled, fp32)
+            return self._engine_validation(artifacts, compiled, fp32)
         candidate = int8 or fp32
         _, note = host.stands_for(self.target)
         threads = host.default_threads(self.target)
@@ -83,7 +88,7 @@ class TensorRTBackend:
         return Validation(params={"engine": "deferred", "threads": threads},
                           inputs={"candidate": sha256_file(candidate)}, run=run, notes=notes)
 
-    def _engine_validation(self, folder: Path, compiled: CompileResult, fp32: Path) -> Validation:
+    def _engine_validation(self, artifacts: dict, compiled: CompileResult, fp32: Path) -> Validation:
         """`edgeopt build` on the device built the engine: validate the engine, not the INT8 ONNX.
         Its latency, timed as trtexec does, goes under int8; fp32 latency stays null (ONNX Runtime
         runs the FP32 reference on the CPU here, not on the GPU)."""
@@ -91,12 +96,42 @@ class TensorRTBackend:
         trt = self.engine_builder.trt if self.engine_builder is not None else None
 
         def run(data, spec, seconds, _stage_folder):
-            # The engine lives in the compile stage's folder, not in this stage's own.
+            # The engine and its metadata arrive as artifacts: read from a private view of them (hard
+            # links where the file system allows), never from the compile stage's cache folder.
             from edgeopt.backends.tensorrt.validate import validate_engine
 
-            return validate_engine(folder, fp32, data, spec.task, self.target, duration_s=seconds, spec=spec,
-                                   trt=trt, cuda=self.cuda).as_validate_result()
+            with tempfile.TemporaryDirectory(prefix="edgeopt-engine-") as view:
+                for name, artifact in artifacts.items():
+                    _link_or_copy(artifact.path, Path(view) / name)
+                return validate_engine(Path(view), fp32, data, spec.task, self.target, duration_s=seconds, spec=spec,
+                                       trt=trt, cuda=self.cuda).as_validate_result()
 
         params = {"gpu": metadata.get("gpu_name"), "tensorrt": metadata.get("tensorrt_version")}
         return Validation(params=params, inputs={"engine": metadata.get("engine_sha256")}, run=run,
                           reads=(compiled.engine.engine,))
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+
+
+def package_files(build_dir: Path, manifest) -> list[tuple[str, str]]:
+    """(name, role) of the files a TensorRT package ships (`manifest`: build_dir.Manifest): the plan,
+    the ONNX it builds from, the FP32 reference, the calibration cache and a built engine."""
+    from edgeopt.backends.tensorrt.builder import read_plan
+    from edgeopt.build_dir import verify_artifact
+
+    plan = read_plan(verify_artifact(build_dir, manifest.document(), LAYOUT.tensorrt_plan))
+    files = [(LAYOUT.tensorrt_plan, "TensorRT build plan (builder settings, trtexec line)"),
+             (plan.onnx, "ONNX the engine is built from"),
+             (LAYOUT.fp32_onnx, "FP32 reference for on-device validation")]
+    if plan.calibration_cache or (build_dir / LAYOUT.tensorrt_calibration_cache).is_file():
+        files.append((plan.calibration_cache or LAYOUT.tensorrt_calibration_cache, "TensorRT calibration cache"))
+    if manifest.engine.get("status") == "built" and manifest.engine.get("engine"):
+        files += [(manifest.engine["engine"], "TensorRT engine"),
+                  (LAYOUT.tensorrt_engine_json, "engine metadata (TensorRT version, GPU)")]
+    return files

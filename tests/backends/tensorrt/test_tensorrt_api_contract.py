@@ -15,7 +15,7 @@ from edgeopt import targets
 from edgeopt.backends.tensorrt.plan import make_plan
 from edgeopt.models.spec import InputSpec
 
-LISTS = Path(__file__).resolve().parents[1] / "data" / "tensorrt-api"
+LISTS = Path(__file__).resolve().parents[2] / "data" / "tensorrt-api"
 ROOT = Path(edgeopt.__file__).parent
 SOURCES = [ROOT / "backends/tensorrt" / n for n in ("api.py", "builder.py", "session.py")] + [
     ROOT / "device_runner.py", ROOT / "device_runtime.py"]

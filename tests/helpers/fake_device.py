@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_tensorrt import FakeTensorRT
 
 Fn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 from onnx import TensorProto, helper
 
 from edgeopt import targets
@@ -83,10 +83,10 @@ def _target(batch: Range | None = None):
 
 
 @pytest.fixture
-def device_build(tmp_path, orin, monkeypatch):
+def device_build(tmp_path, orin, monkeypatch, no_tensorrt):
     """Returns a factory: a host build for `jetson` (optionally another batch range), finished by
     `engine_build` on a fake Orin, plus a fake device whose engine flips sample `flip_index`."""
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)  # the host side: no TensorRT
+    # no_tensorrt: the host side
 
     def make(flip_index: int = 7, batch: Range | None = None, compute_ms=(1.0,)):
         folder = tmp_path / "build"
@@ -206,7 +206,7 @@ def test_cli_engine_build_eval_and_time(device_build, monkeypatch, orin):
     folder, _, _, eval_path, trt, cuda = device_build()
     for name in ("model.engine", "engine.json"):
         (folder / name).unlink()
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: trt)  # now "on the device"
+    monkeypatch.setattr(tensorrt_api, "load_tensorrt", lambda: trt)  # now "on the device"
     monkeypatch.setattr(tensorrt_api, "device_info", lambda: orin)
     monkeypatch.setattr(tensorrt_api, "Cuda", lambda: cuda)
     result = run_cli("engine", "build", str(folder), "--eval", str(eval_path), "--duration", "0", "--json")
@@ -227,7 +227,7 @@ def test_cli_engine_build_eval_and_time(device_build, monkeypatch, orin):
 @pytest.mark.tensorrt
 def test_real_engine_validation(tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
-    from fake_tensorrt import jetson_profile_for_this_host
+    from helpers.fake_tensorrt import jetson_profile_for_this_host
 
     target = jetson_profile_for_this_host()
     fp32, int8 = classifier_onnx(tmp_path)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from fake_tensorrt import qdq_onnx
+from helpers.fake_tensorrt import qdq_onnx
 from onnx import TensorProto, helper
 
 from edgeopt import targets
@@ -22,7 +22,7 @@ from edgeopt.errors import BadInput
 from edgeopt.models.spec import InputSpec, ModelSpec
 from edgeopt.stages.export import copy_onnx_input, export_onnx
 
-TABLES = Path(__file__).resolve().parents[1] / "data" / "onnx-tensorrt-operators"
+TABLES = Path(__file__).resolve().parents[2] / "data" / "onnx-tensorrt-operators"
 PROFILES = targets.load_all()
 GPU = sorted(n for n, p in PROFILES.items() if p.backend == "tensorrt")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from fake_device import DETAILED_LAYERS, FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import DETAILED_LAYERS, FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 
 from edgeopt import targets
 from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt
@@ -42,7 +42,7 @@ def test_without_detailed_verbosity_there_are_only_names():
 
     class Engine:
         def create_engine_inspector(self):
-            from fake_device import _Inspector
+            from helpers.fake_device import _Inspector
 
             return _Inspector(trt)
 

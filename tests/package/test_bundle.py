@@ -99,8 +99,8 @@ def test_gpu_bundle_carries_the_portable_build_and_validation_data(jetson_build,
 def test_the_extracted_gpu_package_runs_on_the_device_runner(jetson_build, tmp_path, monkeypatch):
     """The package as a device sees it: run_on_device.py builds the engine from its plan and
     validates it on the packaged data (the fake engine computes the FP32 model with ONNX Runtime)."""
-    from fake_device import FakeCuda, with_engine
-    from fake_tensorrt import FakeTensorRT
+    from helpers.fake_device import FakeCuda, with_engine
+    from helpers.fake_tensorrt import FakeTensorRT
 
     from edgeopt import device_runner
     from edgeopt.package.archive import safe_extract
@@ -175,8 +175,8 @@ def test_a_device_build_ships_its_engine_and_serves_it_as_a_plan(jetson_build, t
     """`edgeopt build` on the device (fake TensorRT and CUDA through the backend seam): the bundle
     holds the engine and engine.json, and the Triton layout serves model.plan with TensorRT.
     A private cache: the fake-built engine must not serve tests/test_build_device.py's build."""
-    from fake_device import FakeCuda, with_engine
-    from fake_tensorrt import FakeTensorRT
+    from helpers.fake_device import FakeCuda, with_engine
+    from helpers.fake_tensorrt import FakeTensorRT
 
     from edgeopt import api
     from edgeopt.backends.tensorrt.api import DeviceInfo

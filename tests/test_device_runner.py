@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 from onnx import TensorProto, helper
 
 import edgeopt
@@ -60,6 +60,40 @@ def test_the_runner_copies_agree_with_the_toolchain():
         timing_defaults.WARMUP_MS, timing_defaults.DURATION_S, timing_defaults.MIN_RUNS)
     for version in ("8.5.2.2", "10.3.0.30", "10.16.1"):
         assert runner.cache_header(version) == tensorrt_api.cache_header(version)
+
+
+@pytest.mark.parametrize("installed,cc", [("10.3.0.30", "8.7"), ("10.3.1", "8.7"), ("10.4.0", "8.7"), ("8.6.1", "8.7"),
+                                          ("10.3.0.30", "8.6"), ("10.3.0.30", "unknown")])
+@pytest.mark.parametrize("pinned_cc", ["8.7", "unknown", None])
+def test_the_runner_refuses_a_device_exactly_when_the_builder_does(installed, cc, pinned_cc):
+    """check_device (shipped) and builder._mismatch (host): one rule for versions and capabilities."""
+    from types import SimpleNamespace
+
+    from edgeopt.backends.tensorrt.builder import _mismatch
+
+    plan = {"tensorrt": "10.3", "compute_capability": pinned_cc, "target": "jetson"}
+    device = SimpleNamespace(compute_capability=lambda: cc)
+    try:
+        runner.check_device(SimpleNamespace(__version__=installed), device, plan)
+        refused = False
+    except runner.Refused:
+        refused = True
+    assert refused == bool(_mismatch(installed, cc, "10.3", pinned_cc)), (installed, cc, pinned_cc)
+
+
+def test_the_runner_percentiles_are_the_hosts():
+    """The device runner's statistics and the host harness's, on the same runs (trtexec's rule)."""
+    from edgeopt import bench
+
+    times = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 7.5]
+    from edgeopt import device_runtime
+
+    host = bench.summarize(times).model_dump()
+    device = device_runtime.percentiles(times)  # what device_results.json records
+    assert device["median"] == host["p50"] == 4.0
+    for key in ("p90", "p95", "p99", "mean", "min", "max"):
+        assert device[key] == pytest.approx(host[key]), key
+    assert (host["p90"], host["p99"]) == (7.5, 9.0)  # trtexec's rank, not numpy's interpolation (7.25, ~8.85)
 
 
 def _package(folder: Path, target_name: str, version: str) -> tuple[Path, np.ndarray]:
@@ -171,12 +205,11 @@ def test_doctor_builds_and_runs_a_tiny_engine():
     assert trt.args("create_network") == [1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)]
 
 
-def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(monkeypatch):
+def test_edgeopt_doctor_without_tensorrt_is_one_line_exit_3(no_tensorrt):
     from click.testing import CliRunner
 
     from edgeopt.cli import main
 
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
     result = CliRunner().invoke(main, ["doctor"])
     assert result.exit_code == 3 and result.output.count("\n") == 1 and "JetPack" in result.output
 

@@ -14,7 +14,7 @@ from edgeopt.backends.onnxruntime.validate import validate
 from edgeopt.data.npz import read_npz
 from edgeopt.models.spec import InputSpec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_a_dynamic_int8_models_reported_accuracy_is_its_batch_1_accuracy(example_build, tmp_path):

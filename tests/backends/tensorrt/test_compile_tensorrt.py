@@ -13,7 +13,7 @@ import onnx
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import VERSIONS, FakeTensorRT, expected_cache_header, fp32_onnx, qdq_onnx, static_onnx
+from helpers.fake_tensorrt import VERSIONS, FakeTensorRT, expected_cache_header, fp32_onnx, qdq_onnx, static_onnx
 
 from edgeopt import targets
 from edgeopt.errors import BadInput, MissingEnvironment
@@ -32,7 +32,7 @@ from edgeopt.backends.tensorrt.plan import make_plan, trtexec_args, trtexec_timi
 PROFILES = targets.load_all()
 GPU_PROFILES = sorted(name for name, p in PROFILES.items() if p.backend == "tensorrt")
 INPUTS = [InputSpec(name="x", shape=(1, 1, 8, 8))]
-FLAG_LISTS = Path(__file__).resolve().parents[1] / "data" / "trtexec-flags"
+FLAG_LISTS = Path(__file__).resolve().parents[2] / "data" / "trtexec-flags"
 
 
 def release_flags(pinned: str) -> set[str]:
@@ -259,7 +259,7 @@ def test_a_timing_cache_of_another_tensorrt_is_replaced(tmp_path, orin, qdq_mode
 
 def test_int64_inputs_are_int32_on_8_5_and_int64_from_10(tmp_path):
     """What the strict fake's parser makes of an int64 input (the session casts feeds to it)."""
-    from fake_tensorrt import _Network, _Parser
+    from helpers.fake_tensorrt import _Network, _Parser
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Identity", ["ids"], ["y"])], "ids",
@@ -286,11 +286,6 @@ def test_axes_map_to_batch_and_sequence_ranges():
 
 
 # --- the stage ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_tensorrt(monkeypatch):
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
 
 
 def test_without_tensorrt_the_stage_defers_with_plan_and_command(tmp_path, qdq_model, no_tensorrt):

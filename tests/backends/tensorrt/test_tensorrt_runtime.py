@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from fake_device import FakeCuda, with_engine
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_device import FakeCuda, with_engine
+from helpers.fake_tensorrt import FakeTensorRT
 
 from edgeopt.backends.tensorrt import api as tensorrt_api
 from edgeopt.backends.tensorrt.session import TensorRTSession
@@ -41,7 +41,12 @@ def test_close_frees_buffers_and_destroys_the_stream_and_events():
     session, _ = _session("10", "INT64", cuda)
     marks = [session.event() for _ in range(4)]
     session.infer({"ids": np.ones((3, 4), dtype=np.int64)})  # a reshape frees and reallocates
-    assert len(cuda.pinned) == 2 and len(cuda.memory) == 2  # host buffers are pinned (cudaMallocHost)
+    # the session's own buffers: each host one pinned (cudaMallocHost, as trtexec), each device one
+    # live and large enough for the new shape, and the reshape freed the old ones (nothing else live)
+    for name, array in session.host.items():
+        assert cuda.pinned.get(array.ctypes.data) is array, name
+        assert len(cuda.memory[session.device[name]]) >= array.nbytes, name
+    assert set(cuda.memory) == set(session.device.values()) and len(cuda.pinned) == len(session.host)
     session.close()
     assert cuda.memory == {} and cuda.pinned == {} and cuda.streams == set()
     assert sorted(cuda.destroyed) == sorted([("event", m) for m in marks] + [("stream", 7)])
@@ -91,7 +96,7 @@ def test_no_libcudart_is_one_line_exit_3(monkeypatch):
 
 def test_compile_defers_when_tensorrt_has_no_gpu(tmp_path, monkeypatch):
     """`edgeopt build` on a workstation with the TensorRT wheel but no GPU: the plan, not a traceback."""
-    from fake_tensorrt import qdq_onnx
+    from helpers.fake_tensorrt import qdq_onnx
 
     from edgeopt import targets
     from edgeopt.backends.tensorrt.builder import EngineBuilder, compile_tensorrt

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fake_tensorrt import FakeTensorRT
+from helpers.fake_tensorrt import FakeTensorRT
 
 from edgeopt import targets
 from edgeopt.hashing import sha256_file
@@ -22,11 +22,6 @@ from edgeopt.backends.tensorrt.device import engine_build, open_build
 from edgeopt.backends.tensorrt.api import DeviceInfo
 
 INPUTS = [InputSpec(name="x", shape=(1, 1, 8, 8))]
-
-
-@pytest.fixture
-def no_tensorrt(monkeypatch):
-    monkeypatch.setattr(tensorrt_api, "_import", lambda: None)
 
 
 @pytest.fixture
@@ -132,7 +127,7 @@ def test_real_engine_build_and_timing(tmp_path, qdq_model):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU: a Jetson or a GPU host)")
     from edgeopt.backends.tensorrt.session import TensorRTSession
 
-    from fake_tensorrt import jetson_profile_for_this_host
+    from helpers.fake_tensorrt import jetson_profile_for_this_host
 
     target = jetson_profile_for_this_host()
     result = compile_tensorrt(qdq_model, target, INPUTS, tmp_path / "out", timing_cache_dir=tmp_path / "tc")
