@@ -526,3 +526,11 @@ def test_a_custom_domain_operator_is_one_line_naming_it(tmp_path):
     code, lines = run("build", str(tmp_path / "custom.onnx"), "--calib", str(CALIB), "--out", str(tmp_path / "out"))
     assert_one_line(code, lines, 2, "custom.onnx", "'com.example'", "Mystery")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_release_whose_model_file_is_missing_is_one_line_and_writes_no_dist(tmp_path, monkeypatch):
+    (tmp_path / "edgeopt.yaml").write_text("models:\n  m:\n    source: models/missing.onnx\ntargets: [cpu]\n")
+    monkeypatch.chdir(tmp_path)
+    code, lines = run("release")
+    assert_one_line(code, lines, 2, "missing.onnx", "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edgeopt.yaml"]
