@@ -534,3 +534,21 @@ def test_a_release_whose_model_file_is_missing_is_one_line_and_writes_no_dist(tm
     code, lines = run("release")
     assert_one_line(code, lines, 2, "missing.onnx", "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edgeopt.yaml"]
+
+
+def test_a_cache_cleared_during_a_cold_build_is_one_line_not_an_internal_error(tmp_path, monkeypatch):
+    import shutil
+
+    from edgeopt.stages.quantize import QuantizeStage
+
+    cache = tmp_path / "cache"
+    original = QuantizeStage.run
+
+    def cleared_first(self, folder):  # `edgeopt cache clear` from another shell, just before quantize
+        shutil.rmtree(cache / "export")
+        return original(self, folder)
+
+    monkeypatch.setattr(QuantizeStage, "run", cleared_first)
+    code, lines = run("build", "--cache-dir", str(cache), "--out", str(tmp_path / "out"), "--latency-seconds", "0.1")
+    assert_one_line(code, lines, 4, "removed from the cache", "run the build again")
+    assert not (tmp_path / "out").exists()

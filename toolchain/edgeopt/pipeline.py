@@ -25,7 +25,7 @@ from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.contained import contained
 from edgeopt.data import ReaderOptions
 from edgeopt.data.build_data import load_build_data
-from edgeopt.errors import BadInput
+from edgeopt.errors import BadInput, ToolFailed
 from edgeopt.models.causal_lm import is_causal_lm
 from edgeopt.models.lazy import LazyModel, huggingface_input
 from edgeopt.models.source import resolve_source
@@ -138,6 +138,11 @@ class Pipeline:
         try:
             with contained():
                 return self._run()
+        except FileNotFoundError as exc:  # a cache entry removed under a running build (`edgeopt cache clear`)
+            if exc.filename and Path(exc.filename).resolve().is_relative_to(self.cache.root.resolve()):
+                raise ToolFailed(f"{exc.filename}: removed from the cache while this build used it "
+                                 "(edgeopt cache clear during a build?); run the build again") from None
+            raise
         finally:
             self.cache.cleanup()  # --no-cache leaves nothing in the temp directory
 
