@@ -70,8 +70,9 @@ def test_cpu_bundle_holds_the_onnxruntime_model_and_its_settings(example_build, 
 def test_gpu_bundle_carries_the_portable_build_and_validation_data(jetson_build, tmp_path):
     build_dir = Path(jetson_build["build_dir"])
     result = package(build_dir, tmp_path)
-    assert {"build_plan.json", "model.int8.onnx", "model.fp32.onnx", "calibration.cache", "run_on_device.sh",
+    assert {"build_plan.json", "model.int8.onnx", "calibration.cache", "run_on_device.sh",
             "eval_inputs.npz", "eval_fp32_outputs.npz"} <= set(result.files)
+    assert "model.fp32.onnx" not in result.files  # the runner judges against the recorded FP32 outputs
     assert "model.engine" not in result.files  # deferred: never ship an engine that was not built
     members = _members(result.path)
     root = result.name
@@ -109,7 +110,7 @@ def test_the_extracted_gpu_package_runs_on_the_device_runner(jetson_build, tmp_p
     folder = tmp_path / "device"
     safe_extract(result.path, folder)
     folder = folder / result.name
-    session = runtime.session(folder / "model.fp32.onnx", threads=1)
+    session = runtime.session(Path(jetson_build["build_dir"]) / "model.fp32.onnx", threads=1)  # not shipped
     cuda = FakeCuda()
     trt = with_engine(FakeTensorRT("10", "10.3.0.30"), cuda, {"image": ((1, 1, 32, 32), (8, 1, 32, 32))}, ["logits"],
                       lambda inputs: {"logits": session.run(None, {"image": inputs["image"]})[0]})

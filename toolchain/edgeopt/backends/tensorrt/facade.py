@@ -121,14 +121,15 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 def package_files(build_dir: Path, manifest) -> list[tuple[str, str]]:
     """(name, role) of the files a TensorRT package ships (`manifest`: build_dir.Manifest): the plan,
-    the ONNX it builds from, the FP32 reference, the calibration cache and a built engine."""
+    the ONNX it builds from, the calibration cache and a built engine. Not the FP32 ONNX (unless the
+    engine builds from it): the device runner judges against FP32 outputs recorded here
+    (eval_fp32_outputs.npz), and MiniLM's FP32 weights were 91 MB of a 145 MB package (issue 21)."""
     from edgeopt.backends.tensorrt.builder import read_plan
     from edgeopt.build_dir import verify_artifact
 
     plan = read_plan(verify_artifact(build_dir, manifest.document(), LAYOUT.tensorrt_plan))
     files = [(LAYOUT.tensorrt_plan, "TensorRT build plan (builder settings, trtexec line)"),
-             (plan.onnx, "ONNX the engine is built from"),
-             (LAYOUT.fp32_onnx, "FP32 reference for on-device validation")]
+             (plan.onnx, "ONNX the engine is built from")]
     if plan.calibration_cache or (build_dir / LAYOUT.tensorrt_calibration_cache).is_file():
         files.append((plan.calibration_cache or LAYOUT.tensorrt_calibration_cache, "TensorRT calibration cache"))
     if manifest.engine.get("status") == "built" and manifest.engine.get("engine"):
