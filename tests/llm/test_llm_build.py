@@ -121,3 +121,15 @@ def test_profile_llm_gates():
     assert gates.max_perplexity_increase == 0.01 and gates.min_greedy_agreement is None
     with pytest.raises(ValueError):
         targets.Gates(min_greedy_agreement=1.5)
+
+
+def test_tied_head_quantized_when_asked(tiny_llama, tmp_path):
+    from edgeopt.backends.onnxruntime import genai
+    from edgeopt.stages import export_causal_lm
+    from edgeopt.stages import quantize_weight_only as wo
+
+    fp32 = export_causal_lm.export(tiny_llama, tmp_path / "onnx")
+    plain = wo.quantize(fp32, tmp_path / "a" / "model.onnx", wo.WeightOnlyConfig(bits=4))
+    head = wo.quantize(fp32, tmp_path / "b" / "model.onnx", wo.WeightOnlyConfig(bits=4, head_bits=8))
+    assert wo.count_quantized(head)["matmul_nbits"] == wo.count_quantized(plain)["matmul_nbits"] + 1
+    assert genai.CausalSession(head).score([1, 2, 3]).shape[0] == 3
