@@ -108,4 +108,28 @@ def test_cli_build_end_to_end(tiny_llama, texts, tmp_path):
     assert Path(document["artifacts"]["deployable"], "genai_config.json").is_file()
     assert llm["precision"] in ("int4", "int8") and 0 <= llm["agreement"] <= 1 and llm["decode_tokens_per_s"] > 0
     assert document["gates"][0]["name"] == "max_perplexity_increase" and code in (0, 1)
+    assert document["gates"][0]["threshold"] == 0.01  # from the cpu profile, not a constant
+    assert llm["gates"]["max_perplexity_increase"]["value"] == llm["perplexity_increase"]
+    assert code == (0 if document["status"] == "ok" else 1) and llm["prompts"] > 1  # every prompt, not the first only
     assert {c["precision"] for c in llm["candidates"]} == {"int4", "int8"}
+
+
+def test_profile_llm_gates():
+    from edgeopt import targets
+
+    gates = targets.resolve("cpu").gates
+    assert gates.max_perplexity_increase == 0.01 and gates.min_greedy_agreement is None
+    with pytest.raises(ValueError):
+        targets.Gates(min_greedy_agreement=1.5)
+
+
+def test_tied_head_quantized_when_asked(tiny_llama, tmp_path):
+    from edgeopt.backends.onnxruntime import genai
+    from edgeopt.stages import export_causal_lm
+    from edgeopt.stages import quantize_weight_only as wo
+
+    fp32 = export_causal_lm.export(tiny_llama, tmp_path / "onnx")
+    plain = wo.quantize(fp32, tmp_path / "a" / "model.onnx", wo.WeightOnlyConfig(bits=4))
+    head = wo.quantize(fp32, tmp_path / "b" / "model.onnx", wo.WeightOnlyConfig(bits=4, head_bits=8))
+    assert wo.count_quantized(head)["matmul_nbits"] == wo.count_quantized(plain)["matmul_nbits"] + 1
+    assert genai.CausalSession(head).score([1, 2, 3]).shape[0] == 3

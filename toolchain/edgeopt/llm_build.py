@@ -23,7 +23,6 @@ from edgeopt.models import causal_lm
 from edgeopt.report.gates import GateResult
 from edgeopt.results import Artifacts, BuildResult, EngineSummary, ModelInfo, StageSummary, TargetInfo
 
-MAX_PERPLEXITY_INCREASE = 0.05  # default gate: +5% perplexity over FP32 on the eval texts
 RUNTIME_OVERHEAD_BYTES = 300 * 2**20  # ONNX Runtime + genai arenas and activations, measured ~250 MB on 135M
 WINDOW, WINDOWS, PROMPTS, PROMPT_LEN, NEW_TOKENS = 256, 8, 8, 64, 32
 
@@ -95,7 +94,8 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
     parity = run("parity", lambda: export_causal_lm.parity(folder, fp32, calib_ids[:PROMPT_LEN]))
     context = min(facts["context_length"] or 2048, target.build.seq_len.max if target.build.seq_len.max > 128 else 2048)
     fp32_fit = memory_fit(facts, _onnx_bytes(fp32), context, target.device.memory_gb)
-    gate = MAX_PERPLEXITY_INCREASE if options.max_accuracy_drop is None else options.max_accuracy_drop
+    # the profile's gate (targets.Gates.max_perplexity_increase); --max-accuracy-drop overrides it
+    gate = target.gates.max_perplexity_increase if options.max_accuracy_drop is None else options.max_accuracy_drop
     reference = genai.CausalSession(fp32, threads)
     calib_windows = language.windows(calib_ids, WINDOW, WINDOWS) or [calib_ids[:WINDOW]]
     calib_ref = language.score_windows(reference.score, None, calib_windows)
@@ -132,6 +132,11 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
                     "gguf_blocks": _gguf_note(exact) if source.kind == "gguf" else None, "gguf_exact": exact})
     gates = [GateResult(name="max_perplexity_increase", threshold=gate, value=metrics["perplexity_increase"],
                         passed=metrics["perplexity_increase"] <= gate)]
+    floor = target.gates.min_greedy_agreement
+    if floor is not None:
+        gates.append(GateResult(name="min_greedy_agreement", threshold=floor, value=metrics["agreement"],
+                                passed=metrics["agreement"] >= floor))
+    metrics["gates"] = {g.name: {"threshold": g.threshold, "value": g.value, "passed": g.passed} for g in gates}
     shutil.rmtree(staging / "work", ignore_errors=True)
     (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
@@ -190,7 +195,7 @@ def _validate(genai, language, reference, deployable: Path, deployed: Path, ids:
         cand_tokens.append(tokens)
         ttft.append(times[0])
         steps += times[1:]
-        return {"perplexity_fp32": ref["perplexity"], "perplexity": cand["perplexity"],
+    return {"perplexity_fp32": ref["perplexity"], "perplexity": cand["perplexity"],
             "perplexity_increase": cand["perplexity"] / ref["perplexity"] - 1, "kl_mean": cand["kl_mean"],
             "eval_tokens": cand["tokens"], "windows": len(chunks), "window": WINDOW,
             "agreement": language.agreement(cand_tokens, ref_tokens), "prompts": len(prompts), "prompt_tokens": PROMPT_LEN,

@@ -104,6 +104,9 @@ class Gates(_Strict):
 
     max_accuracy_drop: float = Field(0.01, ge=0, description="FP32 minus INT8 top-1, as a fraction")
     max_latency_ms: float | None = Field(None, gt=0, description="p50 of the deployable on the device")
+    # LLM builds (issue 18): judged on the --eval texts as deployed; the build exits 1 when violated
+    max_perplexity_increase: float = Field(0.01, ge=0, description="LLM: deployed perplexity / FP32's - 1, as a fraction")
+    min_greedy_agreement: float | None = Field(None, ge=0, le=1, description="LLM: share of greedy tokens equal to FP32's")
     min_speedup: float | None = Field(None, gt=0, description="FP32 p50 / deployable p50 on the host")
 
 

@@ -114,6 +114,10 @@ class CausalSession:
                            key=lambda n: (int(n.split(".")[1]), n))
         first = self.inputs[self.past[0]].shape if self.past else None
         self.kv_heads, self.head_size = (first[1], first[3]) if first else (0, 0)
+        if not isinstance(self.head_size, int):  # the genai builder's graph names it kv_cache_dim
+            config = Path(onnx_path).with_name(CONFIG_NAME)
+            decoder = json.loads(config.read_text())["model"]["decoder"] if config.is_file() else {}
+            self.head_size = int(decoder.get("head_size", 0))
         self.dtype = np.float16 if self.past and "float16" in self.inputs[self.past[0]].type else np.float32
 
     def empty_cache(self) -> dict:
