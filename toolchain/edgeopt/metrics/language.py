@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeopt import timing
+
 
 def windows(ids: list[int], size: int, count: int) -> list[list[int]]:
     """Up to `count` non-overlapping windows of `size` tokens."""
@@ -44,9 +46,10 @@ def agreement(candidate: list[list[int]], reference: list[list[int]]) -> float:
 
 
 def speed(first_token_s: list[float], per_token_s: list[float]) -> dict:
-    """TTFT median, decode tokens/s (median over steps after the first), per-token percentiles (ms)."""
-    steps = np.array(per_token_s) * 1000
-    return {"ttft_ms": float(np.median(first_token_s) * 1000) if first_token_s else None,
-            "decode_tokens_per_s": float(1000 / np.median(steps)) if len(steps) else None,
-            "token_latency_ms": {p: float(np.percentile(steps, q)) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
-            if len(steps) else None}
+    """TTFT median, decode tokens/s (median over steps after the first), per-token percentiles (ms),
+    by the one rule every edgeopt latency uses (timing.py: trtexec's, not numpy's interpolation)."""
+    steps = sorted(float(t) * 1000 for t in per_token_s)
+    return {"ttft_ms": timing.median(sorted(float(t) * 1000 for t in first_token_s)) if first_token_s else None,
+            "decode_tokens_per_s": 1000 / timing.median(steps) if steps else None,
+            "token_latency_ms": {"p50": timing.median(steps), "p90": timing.percentile(steps, 90),
+                                 "p99": timing.percentile(steps, 99)} if steps else None}
