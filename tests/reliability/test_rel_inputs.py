@@ -11,27 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from edgeopt.cli import main
+
+from helpers.cli_lines import assert_one_line, run
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calibration" / "digits_calib.npz"
 EVAL = REPO / "calibration" / "digits_eval.npz"
-
-
-def run(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return result.exit_code, lines
-
-
-def assert_one_line(code, lines, expected_code, *needles):
-    assert code == expected_code, lines
-    assert len(lines) == 1, lines
-    assert "Traceback" not in lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines
 
 
 class _Payload:

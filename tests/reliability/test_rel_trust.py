@@ -19,27 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers.cli_lines import assert_one_line, run
 
-from edgeopt.cli import main
 from edgeopt.errors import BadInput
 
 REPO = Path(__file__).resolve().parents[2]
 CALIB = REPO / "calibration" / "digits_calib.npz"
-
-
-def run(*args: str, env: dict | None = None):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return result.exit_code, lines
-
-
-def assert_one_line(code, lines, expected_code, *needles):
-    assert code == expected_code, lines
-    assert len(lines) == 1, lines
-    assert "Traceback" not in lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines
 
 
 def tree_hash(folder: Path) -> dict[str, str]:
