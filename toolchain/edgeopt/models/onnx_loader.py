@@ -69,8 +69,9 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
-def model_spec(source: ModelSource) -> ModelSpec:
-    model = load_checked(source.files[0])
+def model_spec(source: ModelSource, model: onnx.ModelProto | None = None) -> ModelSpec:
+    """`model`: the source already parsed by load_checked (the load stage parses and checks once)."""
+    model = model if model is not None else load_checked(source.files[0])
     meta = source.metadata
     own, notes = input_specs(model), []
     inputs = clamp_to_model(source.input_overrides, own, notes, "ONNX model") if source.input_overrides else own

@@ -126,12 +126,12 @@ def copy_onnx_input(source: Path, out: Path, check: Dataset, wanted: int = OPSET
     import shutil
 
     import onnx
-    from onnx.external_data_helper import uses_external_data
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
-    from edgeopt.models.onnx_loader import load_checked
-
-    external = any(uses_external_data(t) for t in onnx.load(str(source), load_external_data=False).graph.initializer)
-    model = load_checked(source)  # external data read from beside the model only, into the proto
+    model = onnx.load(str(source), load_external_data=False)
+    external = any(uses_external_data(t) for t in model.graph.initializer)
+    if external:  # the load stage's load_checked kept every location inside the model's folder
+        load_external_data_for_model(model, str(source.parent))
     if external and model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
         raise BadInput(f"{source}: {model.ByteSize() / 2**30:.1f} GB of weights; ONNX models over 2 GB are not "
                        "supported by this path (LLMs: --task text-generation)")

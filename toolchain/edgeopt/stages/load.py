@@ -52,8 +52,8 @@ class LoadStage:
         if source.kind == "onnx":
             from edgeopt.models import onnx_loader
 
-            spec = onnx_loader.model_spec(source)
-            return LoadResult(spec=spec, params=onnx_loader.count_parameters(onnx_loader.load_checked(source.files[0])))
+            model = onnx_loader.load_checked(source.files[0])  # parsed and checked once, external data included
+            return LoadResult(spec=onnx_loader.model_spec(source, model), params=onnx_loader.count_parameters(model))
         from edgeopt.models import torch_loader
 
         module = self.model.module()  # checks a .pt2 for pickled parts before torch opens it
