@@ -88,8 +88,9 @@ def test_gpu_bundle_carries_the_portable_build_and_validation_data(jetson_build,
     runner = members[f"{root}/run_on_device.sh"][1].decode()
     plan = json.loads((build_dir / "build_plan.json").read_text())
     assert runner.startswith("#!/bin/sh") and plan["trtexec"] in runner
-    assert "sha256sum -c --quiet SHA256SUMS" in runner and 'exec python3 run_on_device.py "$@"' in runner
-    assert "edgeopt" not in runner.split("set -eu", 1)[1]  # nothing on the device but JetPack
+    assert "sha256sum -c --quiet SHA256SUMS" in runner and 'exec python3 -B run_on_device.py "$@"' in runner
+    commands = [line.split()[0] for line in runner.split("set -eu", 1)[1].splitlines() if line.strip()]
+    assert not any("edgeopt" in command for command in commands)  # nothing on the device but JetPack
     source = Path(edgeopt.__file__).parent
     assert members[f"{root}/run_on_device.py"][1] == (source / "device_runner.py").read_bytes()
     for shipped in ("device_runtime.py", "timing.py", "compare.py"):  # the toolchain's own modules, not copies

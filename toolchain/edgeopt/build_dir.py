@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from edgeopt.version import __version__
 from edgeopt.errors import BadInput, CannotWrite, cause_text
-from edgeopt.hashing import sha256_file
+from edgeopt.hashing import sha256_file, source_sha256
 from edgeopt.host import host_info, library_versions
 
 SCHEMA_VERSION = 1  # of every JSON document edgeopt writes (manifest, metrics, --json output)
@@ -50,6 +50,9 @@ class BuildLayout:
     # release packages (package/bundle.py): files a package adds beside the build's own
     package_info: str = "package.json"
     checksums: str = "SHA256SUMS"  # `sha256sum -c SHA256SUMS` format
+    signature: str = "SHA256SUMS.sig"  # DER ECDSA-SHA256 over SHA256SUMS (package/signing.py), when signed
+    provenance: str = "provenance.json"  # in-toto Statement v1, SLSA provenance v1 (package/provenance.py)
+    sbom: str = "sbom.cdx.json"  # CycloneDX 1.6 (package/sbom.py)
     report: str = "report.md"
     device_runner: str = "run_on_device.sh"  # a sh fallback (sha256sum + trtexec) for hosts without python3
     device_runner_py: str = "run_on_device.py"  # device_runner.py: build, validate, time with JetPack only
@@ -241,6 +244,7 @@ def new_manifest(host: dict | None = None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "edgeopt": __version__,
+        "edgeopt_source": source_sha256(Path(__file__).parent),  # which edgeopt code built it (provenance)
         "libraries": library_versions(),
         "host": host or host_info(),
     }
@@ -256,6 +260,7 @@ class Manifest(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     edgeopt: str | None = None
+    edgeopt_source: str | None = None  # sha256 of edgeopt's .py files (hashing.source_sha256); older builds: None
     libraries: dict[str, Any] = {}
     host: dict[str, Any] = {}
     model: dict[str, Any] = {}

@@ -27,5 +27,15 @@ def sha256_tree(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(package_dir: str | Path) -> str:
+    """Hash of a Python package's source: every .py file's relative path and content, sorted
+    (bytecode caches and shipped data left out), so two checkouts of one commit agree."""
+    root = Path(package_dir)
+    digest = hashlib.sha256()
+    for child in sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts and "_shipped" not in p.parts):
+        digest.update(child.relative_to(root).as_posix().encode() + b"\0" + sha256_file(child).encode())
+    return digest.hexdigest()
+
+
 def sha256_json(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

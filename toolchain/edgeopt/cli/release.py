@@ -1,4 +1,4 @@
-"""`edgeopt package|verify|release|matrix`: deployable bundles and multi-target releases."""
+"""`edgeopt package|verify|keygen|release|matrix`: deployable bundles and multi-target releases."""
 
 from __future__ import annotations
 
@@ -20,30 +20,49 @@ from edgeopt.cli.common import EXIT_GATE_FAILED, emit_json, handle_errors, json_
               help="bundle: the device package; triton: a Triton Inference Server model repository.")
 @click.option("--eval", "eval_", type=click.Path(path_type=Path),
               help="GPU targets: evaluation data shipped for on-device validation [default: the build's].")
+@click.option("--sign", "sign", type=click.Path(path_type=Path),
+              help="Sign SHA256SUMS with this ECDSA P-256 private key (PKCS#8 PEM, mode 0600; edgeopt keygen).")
 @json_option
 @handle_errors
-def package_command(build_dir, out, version, layout, eval_, as_json):
-    """A reproducible .tar.gz of BUILD_DIR for deployment (with SHA256SUMS)."""
+def package_command(build_dir, out, version, layout, eval_, sign, as_json):
+    """A reproducible .tar.gz of BUILD_DIR for deployment (with SHA256SUMS, provenance, SBOM; signed with --sign)."""
     from edgeopt.package.bundle import package
 
-    result = package(build_dir, out, version=version, layout=layout, eval_path=eval_)
+    result = package(build_dir, out, version=version, layout=layout, eval_path=eval_, sign=sign)
     emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.path}  ({result.bytes:,} bytes, sha256 {result.sha256})")
 
 
 @click.command("verify")
 @click.argument("package_path", metavar="PACKAGE", type=click.Path(path_type=Path))
 @click.option("--device", is_flag=True, help="Also require this host (TensorRT and GPU, or CPU) to be the target's (exit 3 without TensorRT).")
+@click.option("--key", type=click.Path(path_type=Path),
+              help="Public key (PEM) the package must be signed with; an unsigned package then fails.")
 @json_option
 @handle_errors
-def verify_command(package_path, device, as_json):
-    """Check a package's files, schemas and (on a device) TensorRT and GPU; exit 1 naming what differs."""
+def verify_command(package_path, device, key, as_json):
+    """Check a package's signature, files, schemas and (on a device) TensorRT and GPU; exit 1 naming what differs."""
     from edgeopt.package.verify import verify
 
-    result = verify(package_path, device=device)
-    lines = [f"{result.package}: {result.files} files, " + ("ok" if result.ok else "FAILED")] + [f"  {p}" for p in result.problems]
+    result = verify(package_path, device=device, key=key)
+    lines = [f"{result.package}: {result.files} files, signature {result.signature}, " + ("ok" if result.ok else "FAILED")]
+    lines += [f"  {p}" for p in result.problems]
     lines += [f"  device: {result.device.get('note') or result.device}"] if result.device else []
     emit_json(result.model_dump(mode="json") | {"ok": result.ok}) if as_json else click.echo("\n".join(lines))
     sys.exit(0 if result.ok else EXIT_GATE_FAILED)
+
+
+@click.command("keygen")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Folder for the key pair (created).")
+@json_option
+@handle_errors
+def keygen_command(out, as_json):
+    """A new ECDSA P-256 signing key pair: the private key (mode 0600) and the public key for devices."""
+    from edgeopt.package.signing import keygen
+
+    pair = keygen(out)
+    emit_json(pair.model_dump(mode="json")) if as_json else click.echo(
+        f"private key: {pair.private}  (keep it secret; edgeopt package --sign {pair.private})\n"
+        f"public key:  {pair.public}  (for edgeopt verify --key, and /etc/edgeopt/release.pub on devices)")
 
 
 @click.command("release")

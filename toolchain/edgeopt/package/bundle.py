@@ -30,6 +30,7 @@ from edgeopt.build_dir import LAYOUT, Manifest, find_build, read_build, verify_a
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
 from edgeopt.package.archive import EXECUTABLE, REGULAR, Content, write_archive
+from edgeopt.package.signing import device_check_lines
 
 PACKAGE_FORMAT = 1
 
@@ -56,6 +57,8 @@ class PackageInfo(BaseModel):
     backend: Literal["onnxruntime", "tensorrt"]
     engine: Literal["built", "deferred", "not_applicable"]
     files: list[PackageFile] = Field(description="every file but SHA256SUMS, with what it is for")
+    signing_key: str | None = Field(None, description="sha256 of the signing public key (DER SubjectPublicKeyInfo); "
+                                                      "None: unsigned")
 
 
 class PackageResult(BaseModel):
@@ -144,11 +147,12 @@ def device_runner(manifest: dict) -> bytes:
         "# extracted package. It checks every file, then run_on_device.py checks this device's TensorRT",
         "# and GPU, builds the engine from build_plan.json, validates it against the FP32 outputs computed",
         f"# at build time, times it as trtexec does and writes {LAYOUT.device_results} here.",
+        "# With a public key (--key FILE, EDGEOPT_PUBKEY or /etc/edgeopt/release.pub) it first verifies",
+        f"# {LAYOUT.signature} with openssl and refuses to run an unsigned or changed package.",
         "set -eu",
-        'cd "$(dirname "$0")"',
-        f"sha256sum -c --quiet {LAYOUT.checksums}",
+        *device_check_lines(LAYOUT.checksums, LAYOUT.signature),
         "if python3 -c 'import numpy, tensorrt' >/dev/null 2>&1; then",
-        f'  exec python3 {LAYOUT.device_runner_py} "$@"',
+        f'  exec python3 -B {LAYOUT.device_runner_py} "$@"  # -B: no unlisted __pycache__ left for the next run',
         "fi",
         'echo "python3 cannot import numpy and tensorrt (install JetPack); building with trtexec only" >&2',
         f"exec {engine.get('trtexec') or 'false'}",
@@ -209,10 +213,14 @@ def package_name(manifest: dict, version: str | None, layout: str) -> str:
 
 
 def package(build_dir: Path, out: Path | None = None, *, version: str | None = None,
-            layout: Literal["bundle", "triton"] = "bundle", eval_path: Path | None = None) -> PackageResult:
-    """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory."""
+            layout: Literal["bundle", "triton"] = "bundle", eval_path: Path | None = None,
+            sign: Path | None = None) -> PackageResult:
+    """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory; with
+    `sign` (a P-256 private key, package/signing.py) also SHA256SUMS.sig, over SHA256SUMS."""
+    from edgeopt.package import signing
     from edgeopt.package.release import render_package
 
+    key_id = signing.key_id(sign) if sign is not None else None  # a loose or wrong key: refused before any work
     build_dir = find_build(Path(build_dir))
     manifest, target = read_build(build_dir)
     if layout == "triton":
@@ -225,13 +233,18 @@ def package(build_dir: Path, out: Path | None = None, *, version: str | None = N
     entries[LAYOUT.metrics], roles[LAYOUT.metrics] = verify_artifact(build_dir, manifest, LAYOUT.metrics), "metrics"
     entries[LAYOUT.report], roles[LAYOUT.report] = render_package(manifest).encode(), "report"
     name = package_name(manifest, version, layout)
+    if sign is not None:
+        roles[LAYOUT.signature] = "signature of SHA256SUMS (openssl dgst -sha256 -verify KEY -signature SHA256SUMS.sig SHA256SUMS)"
     info = PackageInfo(
         name=name, version=version, layout=layout, edgeopt=__version__, model=manifest["model"]["name"],
         target=target.name, backend=target.backend, engine=Manifest.of(manifest).engine.get("status", "not_applicable"),
         files=[PackageFile(path=p, role=roles[p]) for p in sorted(roles)] + [PackageFile(path=LAYOUT.package_info, role="this file")],
+        signing_key=key_id,
     )
     entries[LAYOUT.package_info] = (json.dumps(info.model_dump(mode="json"), indent=2) + "\n").encode()
     entries[LAYOUT.checksums] = checksums_text(entries).encode()
+    if sign is not None:
+        entries[LAYOUT.signature] = signing.sign(sign, entries[LAYOUT.checksums])
     dest = Path(out or "dist").resolve() / f"{name}.tar.gz"
     write_archive(dest, name, entries, executable=frozenset({LAYOUT.device_runner, LAYOUT.device_runner_py}))
     return PackageResult(path=dest, name=name, sha256=sha256_file(dest), bytes=dest.stat().st_size,

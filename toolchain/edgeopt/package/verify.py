@@ -58,6 +58,7 @@ class VerifyResult(BaseModel):
     files: int
     problems: list[str]
     device: dict | None = None  # {"checked": bool, "tensorrt": ..., "compute_capability": ..., "note": ...}
+    signature: str = "unsigned"  # verified | failed | unsigned | not checked (signed, no --key given)
 
     @property
     def ok(self) -> bool:
@@ -111,7 +112,7 @@ def check_files(root: Path) -> tuple[list[str], int]:
             continue
         listed[name] = digest
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()}
-    present -= {LAYOUT.checksums}
+    present -= {LAYOUT.checksums, LAYOUT.signature}  # the two files SHA256SUMS cannot list
     others = [p for p in root.rglob("*") if not p.is_symlink() and not p.is_dir() and not p.is_file()]
     if others:  # a FIFO or device in a package would hang or flood the hash
         raise BadInput(f"{others[0]}: not a regular file in the package; refused")
@@ -178,6 +179,27 @@ def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | N
     return problems, info, manifest
 
 
+def check_signature(root: Path, info: PackageInfo | None, key: Path | None) -> tuple[list[str], str]:
+    """(problems, state) of SHA256SUMS.sig against the public key `key` (package/signing.py)."""
+    from edgeopt.package import signing
+
+    signature, sums = root / LAYOUT.signature, root / LAYOUT.checksums
+    if key is None:
+        return [], "not checked" if signature.is_file() else "unsigned"
+    public = signing.load_public_key(key)  # a key that is not one: BadInput (exit 2), before any verdict
+    if not signature.is_file():
+        return [f"{LAYOUT.signature}: unsigned package (no signature to check with {key}; package it with --sign KEY)"], "unsigned"
+    if not sums.is_file():
+        return [f"{LAYOUT.signature}: nothing to check it against ({LAYOUT.checksums} removed)"], "failed"
+    claimed, given = info.signing_key if info is not None else None, signing.public_key_id(public)
+    if claimed and claimed != given:
+        return [f"{LAYOUT.signature}: signed by another key (key id {claimed[:16]}..., {key} is {given[:16]}...)"], "failed"
+    if signature.stat().st_size > signing.KEY_LIMIT or signing.signature_problem(key, sums.read_bytes(), signature.read_bytes()):
+        return [f"{LAYOUT.signature}: does not verify with {key}: {LAYOUT.checksums} or the signature changed "
+                "after signing"], "failed"
+    return [], "verified"
+
+
 def check_device(root: Path, device: bool, builder=None) -> tuple[list[str], dict]:
     """This host's TensorRT and GPU against the build plan (TensorRT packages only)."""
     from edgeopt.backends.tensorrt import api as tensorrt_api
@@ -213,29 +235,35 @@ def _check_cpu(root: Path) -> tuple[list[str], dict]:
     return [f"{LAYOUT.manifest}: this host is not target '{target.name}' ({note.split(': ', 1)[-1]})"], facts
 
 
-def verify(path: Path, *, device: bool = False, builder=None) -> VerifyResult:
-    """Verify a package (.tar.gz) or an extracted package folder. `builder` replaces the TensorRT
+def verify(path: Path, *, device: bool = False, builder=None, key: Path | None = None) -> VerifyResult:
+    """Verify a package (.tar.gz) or an extracted package folder; with `key` (a PEM public key)
+    also its signature, an unsigned package then being a problem. `builder` replaces the TensorRT
     EngineBuilder (tests pass one with a fake TensorRT and DeviceInfo)."""
     path = Path(path)
+    if key is not None:
+        from edgeopt.package.signing import load_public_key
+
+        load_public_key(key)  # not a public key: exit 2 before the package is read
     if path.is_dir():
-        return _verify_folder(path, str(path), device, builder)
+        return _verify_folder(path, str(path), device, builder, key)
     if not path.is_file():
         raise BadInput(f"{path}: no such package")
     with tempfile.TemporaryDirectory(prefix="edgeopt-verify-") as scratch:
         safe_extract(path, Path(scratch) / "package")
-        return _verify_folder(Path(scratch) / "package", str(path), device, builder)
+        return _verify_folder(Path(scratch) / "package", str(path), device, builder, key)
 
 
-def _verify_folder(folder: Path, label: str, device: bool, builder) -> VerifyResult:
+def _verify_folder(folder: Path, label: str, device: bool, builder, key: Path | None = None) -> VerifyResult:
     root, problems = _root(folder)
     file_problems, count = check_files(root)
-    problems += file_problems
     document_problems, info, _ = check_documents(root)
-    problems += document_problems
+    signature_problems, signature = check_signature(root, info, key)
+    problems += signature_problems + file_problems + document_problems  # the signature first: the rest hangs on it
     facts = None
     if problems:  # a changed plan must not decide the device check
         facts = {"checked": False, "note": "not checked: the package failed its file checks"}
     elif device or builder is not None or (info is not None and info.backend == "tensorrt"):
         device_problems, facts = check_device(root, device, builder)
         problems += device_problems
-    return VerifyResult(package=label, name=info.name if info else None, files=count, problems=problems, device=facts)
+    return VerifyResult(package=label, name=info.name if info else None, files=count, problems=problems, device=facts,
+                        signature=signature)
