@@ -34,7 +34,8 @@ def test_an_intact_package_verifies(gpu_package):
     result = run_cli("verify", str(gpu_package), "--json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["problems"] == [] and document["files"] == 14  # with run_on_device.py and the modules beside it, no FP32 ONNX
+    assert document["problems"] == [] and document["files"] == 16  # with run_on_device.py and the modules beside it, provenance, SBOM, no FP32 ONNX
+    assert document["signature"] == "unsigned" and "provenance" not in document  # the statement only with --show
     assert document["device"] == {"checked": False, "note": "TensorRT is not installed here: device compatibility not checked"}
 
 
@@ -61,9 +62,25 @@ def _remove_sums(root: Path) -> str:
 
 
 def _resum(root: Path) -> None:
-    """Rewrite SHA256SUMS so only the schema check can catch the edit (a careful forger)."""
+    """Rewrite the provenance's subjects and SHA256SUMS so only the schema check can catch the edit
+    (a careful forger; only a signature stops one, tests/package/test_signing.py)."""
+    from edgeopt.package.bundle import file_digests
+
     files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
+    statement = json.loads((root / "provenance.json").read_text())
+    digests = file_digests({k: v for k, v in files.items() if k != "provenance.json"})
+    statement["subject"] = [{"name": name, "digest": {"sha256": digests[name]}} for name in sorted(digests)]
+    (root / "provenance.json").write_text(json.dumps(statement))
     (root / "SHA256SUMS").write_text(checksums_text(files))
+
+
+def test_a_provenance_that_does_not_name_the_shipped_files_is_refused(gpu_package, tmp_path):
+    root = _extract(gpu_package, tmp_path / "x")
+    _flip_byte(root)
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
+    (root / "SHA256SUMS").write_text(checksums_text(files))  # SHA256SUMS redone, the provenance not
+    result = run_cli("verify", str(root))
+    assert result.exit_code == 1 and "provenance.json: subject model.int8.onnx sha256 differs from the file" in result.stdout
 
 
 def _bad_package_json(root: Path) -> str:

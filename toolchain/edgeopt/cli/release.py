@@ -28,7 +28,10 @@ def package_command(build_dir, out, version, layout, eval_, sign, as_json):
     """A reproducible .tar.gz of BUILD_DIR for deployment (with SHA256SUMS, provenance, SBOM; signed with --sign)."""
     from edgeopt.package.bundle import package
 
-    result = package(build_dir, out, version=version, layout=layout, eval_path=eval_, sign=sign)
+    command = ["edgeopt", "package", str(build_dir), "--out", str(out), "--layout", layout]  # as parsed: provenance
+    command += [*(["--version", version] if version else []), *(["--eval", str(eval_)] if eval_ else []),
+                *(["--sign", "KEY"] if sign else [])]  # the key's id is recorded, never its path
+    result = package(build_dir, out, version=version, layout=layout, eval_path=eval_, sign=sign, command=command)
     emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.path}  ({result.bytes:,} bytes, sha256 {result.sha256})")
 
 
@@ -37,17 +40,22 @@ def package_command(build_dir, out, version, layout, eval_, sign, as_json):
 @click.option("--device", is_flag=True, help="Also require this host (TensorRT and GPU, or CPU) to be the target's (exit 3 without TensorRT).")
 @click.option("--key", type=click.Path(path_type=Path),
               help="Public key (PEM) the package must be signed with; an unsigned package then fails.")
+@click.option("--show", is_flag=True, help="Also print the provenance (with --json: the raw in-toto statement).")
 @json_option
 @handle_errors
-def verify_command(package_path, device, key, as_json):
+def verify_command(package_path, device, key, show, as_json):
     """Check a package's signature, files, schemas and (on a device) TensorRT and GPU; exit 1 naming what differs."""
+    from edgeopt.package.provenance import table
     from edgeopt.package.verify import verify
 
     result = verify(package_path, device=device, key=key)
     lines = [f"{result.package}: {result.files} files, signature {result.signature}, " + ("ok" if result.ok else "FAILED")]
     lines += [f"  {p}" for p in result.problems]
     lines += [f"  device: {result.device.get('note') or result.device}"] if result.device else []
-    emit_json(result.model_dump(mode="json") | {"ok": result.ok}) if as_json else click.echo("\n".join(lines))
+    if show:
+        lines += table(result.provenance) if result.provenance else ["  no provenance in this package"]
+    document = result.model_dump(mode="json", exclude=set() if show else {"provenance"}) | {"ok": result.ok}
+    emit_json(document) if as_json else click.echo("\n".join(lines))
     sys.exit(0 if result.ok else EXIT_GATE_FAILED)
 
 

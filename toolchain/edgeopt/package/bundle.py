@@ -84,14 +84,18 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def checksums_text(entries: dict[str, Content]) -> str:
-    """SHA256SUMS in `sha256sum` format (two spaces, sorted paths), so a device checks it without edgeopt."""
+def file_digests(entries: dict[str, Content]) -> dict[str, str]:
+    """name -> sha256 of each entry (a file or bytes)."""
     import hashlib
 
-    def digest(content: Content) -> str:
-        return sha256_file(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
+    return {name: sha256_file(content) if isinstance(content, Path) else hashlib.sha256(content).hexdigest()
+            for name, content in entries.items()}
 
-    return "".join(f"{digest(entries[name])}  {name}\n" for name in sorted(entries))
+
+def checksums_text(entries: dict[str, Content], digests: dict[str, str] | None = None) -> str:
+    """SHA256SUMS in `sha256sum` format (two spaces, sorted paths), so a device checks it without edgeopt."""
+    digests = digests if digests is not None else file_digests(entries)
+    return "".join(f"{digests[name]}  {name}\n" for name in sorted(entries))
 
 
 # --- what a package holds ---------------------------------------------------------------------
@@ -214,10 +218,11 @@ def package_name(manifest: dict, version: str | None, layout: str) -> str:
 
 def package(build_dir: Path, out: Path | None = None, *, version: str | None = None,
             layout: Literal["bundle", "triton"] = "bundle", eval_path: Path | None = None,
-            sign: Path | None = None) -> PackageResult:
-    """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory; with
-    `sign` (a P-256 private key, package/signing.py) also SHA256SUMS.sig, over SHA256SUMS."""
-    from edgeopt.package import signing
+            sign: Path | None = None, command: list[str] | None = None) -> PackageResult:
+    """Write `<out>/<model>-<target>[-<version>][-triton].tar.gz` from a build directory, with its
+    SBOM and provenance (`command`: the package command, recorded there); with `sign` (a P-256
+    private key, package/signing.py) also SHA256SUMS.sig, over SHA256SUMS."""
+    from edgeopt.package import provenance, sbom, signing
     from edgeopt.package.release import render_package
 
     key_id = signing.key_id(sign) if sign is not None else None  # a loose or wrong key: refused before any work
@@ -233,6 +238,8 @@ def package(build_dir: Path, out: Path | None = None, *, version: str | None = N
     entries[LAYOUT.metrics], roles[LAYOUT.metrics] = verify_artifact(build_dir, manifest, LAYOUT.metrics), "metrics"
     entries[LAYOUT.report], roles[LAYOUT.report] = render_package(manifest).encode(), "report"
     name = package_name(manifest, version, layout)
+    roles[LAYOUT.sbom] = "CycloneDX 1.6 SBOM: model, data, the Python packages that built it, the device runtime"
+    roles[LAYOUT.provenance] = "in-toto Statement v1, SLSA provenance v1: inputs by sha256, the outputs, the builder"
     if sign is not None:
         roles[LAYOUT.signature] = "signature of SHA256SUMS (openssl dgst -sha256 -verify KEY -signature SHA256SUMS.sig SHA256SUMS)"
     info = PackageInfo(
@@ -242,7 +249,13 @@ def package(build_dir: Path, out: Path | None = None, *, version: str | None = N
         signing_key=key_id,
     )
     entries[LAYOUT.package_info] = (json.dumps(info.model_dump(mode="json"), indent=2) + "\n").encode()
-    entries[LAYOUT.checksums] = checksums_text(entries).encode()
+    digests = file_digests(entries)
+    entries[LAYOUT.sbom] = sbom.document(manifest, name, version, digests).encode()
+    digests |= file_digests({LAYOUT.sbom: entries[LAYOUT.sbom]})
+    entries[LAYOUT.provenance] = provenance.statement_bytes(provenance.statement(
+        Manifest.of(manifest), digests, command, {"layout": layout, "version": version, "signing_key": key_id}))
+    digests |= file_digests({LAYOUT.provenance: entries[LAYOUT.provenance]})
+    entries[LAYOUT.checksums] = checksums_text(entries, digests).encode()
     if sign is not None:
         entries[LAYOUT.signature] = signing.sign(sign, entries[LAYOUT.checksums])
     dest = Path(out or "dist").resolve() / f"{name}.tar.gz"

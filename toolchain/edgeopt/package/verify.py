@@ -59,6 +59,7 @@ class VerifyResult(BaseModel):
     problems: list[str]
     device: dict | None = None  # {"checked": bool, "tensorrt": ..., "compute_capability": ..., "note": ...}
     signature: str = "unsigned"  # verified | failed | unsigned | not checked (signed, no --key given)
+    provenance: dict | None = None  # the package's provenance.json statement, when it has a readable one
 
     @property
     def ok(self) -> bool:
@@ -179,6 +180,19 @@ def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | N
     return problems, info, manifest
 
 
+def check_provenance(root: Path) -> tuple[list[str], dict | None]:
+    """provenance.json is an in-toto SLSA statement whose subjects are exactly the listed files."""
+    from edgeopt.package import provenance
+
+    if not (root / LAYOUT.provenance).is_file() or not (root / LAYOUT.checksums).is_file():
+        return [], None  # removed: check_files says so (an older package has none and lists none)
+    problems: list[str] = []
+    document = _load(root, LAYOUT.provenance, problems)
+    if document is None:
+        return problems, None
+    return provenance.problems(document, read_checksums(root / LAYOUT.checksums, [])), document
+
+
 def check_signature(root: Path, info: PackageInfo | None, key: Path | None) -> tuple[list[str], str]:
     """(problems, state) of SHA256SUMS.sig against the public key `key` (package/signing.py)."""
     from edgeopt.package import signing
@@ -258,7 +272,8 @@ def _verify_folder(folder: Path, label: str, device: bool, builder, key: Path | 
     file_problems, count = check_files(root)
     document_problems, info, _ = check_documents(root)
     signature_problems, signature = check_signature(root, info, key)
-    problems += signature_problems + file_problems + document_problems  # the signature first: the rest hangs on it
+    provenance_problems, statement = check_provenance(root)
+    problems += signature_problems + file_problems + document_problems + provenance_problems  # the signature first
     facts = None
     if problems:  # a changed plan must not decide the device check
         facts = {"checked": False, "note": "not checked: the package failed its file checks"}
@@ -266,4 +281,4 @@ def _verify_folder(folder: Path, label: str, device: bool, builder, key: Path | 
         device_problems, facts = check_device(root, device, builder)
         problems += device_problems
     return VerifyResult(package=label, name=info.name if info else None, files=count, problems=problems, device=facts,
-                        signature=signature)
+                        signature=signature, provenance=statement)
