@@ -62,6 +62,7 @@ class BuildLayout:
     user_metric_py: str = "user_metric.py"  # the build's --metric file, when it had one
     device_results: str = "device_results.json"  # what run_on_device.py measured, for the workstation
     layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
+    release_builds: str = "builds"  # a release folder's builds/<model>/<target>/ (release.py)
     eval_inputs: str = "eval_inputs.npz"
     eval_fp32_outputs: str = "eval_fp32_outputs.npz"
     # Triton model repository (package/triton.py): <model>/config.pbtxt and <model>/1/<file>

@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from edgeopt.assemble import slug
-from edgeopt.build_dir import write_bytes_atomic, write_json_atomic
+from edgeopt.build_dir import LAYOUT, write_bytes_atomic, write_json_atomic
 from edgeopt.project import Project, load_project
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
@@ -43,7 +43,7 @@ def _pair_options(project: Project, model: str, target: str, out: Path) -> dict:
     return {
         "model": project.source(entry), "target": target, "calib": project.path(entry.calib),
         "eval": project.path(entry.eval), "task": entry.task, "prune": entry.prune,
-        "out": out / "builds" / slug(model) / slug(target),
+        "out": out / LAYOUT.release_builds / slug(model) / slug(target),
         "latency_seconds": project.options.latency_seconds, "calib_samples": project.options.calib_samples,
         "max_accuracy_drop": project.options.max_accuracy_drop,
     }

@@ -34,9 +34,10 @@ def bench_command(build_dir, duration, batch, as_json):
 
 @click.command("report")
 @click.option("--baseline", "baselines", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Baseline file (or `edgeopt build --json` output); repeat, paired in order with --current.")
+              help="Baseline file, `edgeopt build --json` output, build folder, device-measured folder or release "
+                   "folder (pairs matched by model and target); repeat, paired in order with --current.")
 @click.option("--current", "currents", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Current baseline file or build JSON; repeat for many builds in one report.")
+              help="The same kinds as --baseline; repeat for many builds in one report.")
 @click.option("--format", "formats", default="md", show_default=True, help="Comma-separated: md,html,junit,json.")
 @click.option("--out", type=click.Path(path_type=Path), help="Folder for the report files [default: print Markdown].")
 @click.option("--latency-tolerance", type=click.FloatRange(min=0), default=LATENCY_TOLERANCE, show_default=True)
@@ -51,8 +52,9 @@ def report_command(baselines, currents, formats, out, latency_tolerance, accurac
 
     if len(baselines) != len(currents):
         raise BadInput(f"--baseline given {len(baselines)} times but --current {len(currents)} times: pair them")
-    doc = compare.report([compare.compare(stored.load_any(a), stored.load_any(b), latency_tolerance=latency_tolerance,
-                                          accuracy_tolerance=accuracy_tolerance) for a, b in zip(baselines, currents)])
+    pairs = [pair for a, b in zip(baselines, currents) for pair in stored.paired(a, b)]
+    doc = compare.report([compare.compare(a, b, latency_tolerance=latency_tolerance, accuracy_tolerance=accuracy_tolerance)
+                          for a, b in pairs])
     if out is None:
         click.echo(render_markdown.render(doc))
     else:

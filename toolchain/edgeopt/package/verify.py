@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeopt.package.archive import safe_extract
-from edgeopt.build_dir import LAYOUT
+from edgeopt.build_dir import LAYOUT, Manifest
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file
 from edgeopt.package.bundle import PackageInfo
@@ -149,9 +149,10 @@ def _schema_problem(name: str, error: ValidationError) -> str:
     return f"{name}: key '{where}': {first['msg']}"
 
 
-def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | None]:
+def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, Manifest | None]:
     problems: list[str] = []
-    info = manifest = None
+    info: PackageInfo | None = None
+    manifest: Manifest | None = None
     raw_info, raw_manifest = _load(root, LAYOUT.package_info, problems), _load(root, LAYOUT.manifest, problems)
     if raw_info is not None:
         try:
@@ -160,14 +161,14 @@ def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | N
             problems.append(_schema_problem(LAYOUT.package_info, exc))
     if raw_manifest is not None:
         try:
-            ManifestSchema.model_validate(raw_manifest)
-            manifest = raw_manifest
+            ManifestSchema.model_validate(raw_manifest)  # the keys a package needs, strictly typed
+            manifest = Manifest.of(raw_manifest)
         except ValidationError as exc:
             problems.append(_schema_problem(LAYOUT.manifest, exc))
     if manifest is not None:
         from edgeopt.safe_io import inside
 
-        for entry in manifest["artifacts"]:
+        for entry in manifest.artifacts:
             try:  # a manifest entry naming a file outside the package (a /proc path hung verify)
                 shipped = inside(root, str(entry["path"]), "an artifact path", root / LAYOUT.manifest)
             except BadInput as exc:
@@ -175,7 +176,7 @@ def check_documents(root: Path) -> tuple[list[str], PackageInfo | None, dict | N
                 continue
             if shipped.is_file() and sha256_file(shipped) != entry["sha256"]:
                 problems.append(f"{entry['path']}: sha256 differs from {LAYOUT.manifest}")
-    if info is not None and manifest is not None and (info.model, info.target) != (manifest["model"]["name"], manifest["target"]["name"]):
+    if info is not None and manifest is not None and (info.model, info.target) != (manifest.model["name"], manifest.target["name"]):
         problems.append(f"{LAYOUT.package_info}: model/target {info.model}/{info.target} are not the manifest's")
     return problems, info, manifest
 

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeopt.build_dir import LAYOUT, write_json_atomic
+from edgeopt.build_dir import LAYOUT, Manifest, read_manifest, write_json_atomic
 from edgeopt.errors import BadInput
 from edgeopt.report import compare as comparing
 from edgeopt.report import gates as judging
@@ -93,42 +93,106 @@ def _checked(doc: Any, path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def _stage_result(manifest: Manifest, name: str) -> dict | None:
+    return next((stage.get("result") for stage in manifest.stages if stage.get("name") == name), None)
+
+
+def _manifest(folder: Path) -> Manifest:
+    return Manifest.of(read_manifest(folder))
+
+
 def device_document(folder: Path) -> dict[str, Any]:
     """The baseline document of a build folder that run_on_device.py built, validated and timed on
     the device (device_results.json): the engine's accuracy and host latency under int8."""
     results = json.loads((folder / LAYOUT.device_results).read_text())
-    manifest = json.loads((folder / LAYOUT.manifest).read_text())
+    manifest = _manifest(folder)
     accuracy, timing = results["accuracy"], results["timing"]
     host = timing["host_latency"]
     latency = {"p50": host["median"], **{k: host[k] for k in ("p90", "p95", "p99", "mean", "min", "max") if k in host}}
-    model = (manifest.get("model") or {}).get("name") or folder.name
-    return {"schema_version": SCHEMA_VERSION, "model": model, "target": manifest["target"]["name"],
+    return {"schema_version": SCHEMA_VERSION, "model": manifest.model.get("name") or folder.name, "target": manifest.target["name"],
             "metrics": {"fp32": {"accuracy": accuracy.get("fp32_accuracy")},
                         "int8": {"accuracy": accuracy.get("engine_accuracy"), "agreement": accuracy.get("top1_agreement"),
                                  "cosine_mean": accuracy.get("cosine_mean"), "latency_ms": latency}},
             "samples_ms": {"int8": timing["samples_ms"]} if timing.get("samples_ms") else {},
-            "gates": manifest.get("gates", []), "quantization": manifest.get("quantization"),
+            "gates": manifest.gates, "quantization": _stage_result(manifest, "quantize"),
             "environment": {"machine": "device", "tensorrt": results["device"]["tensorrt"],
                             "gpu": f"sm {results['device']['compute_capability']}", "threads": None}}
 
 
-def load_any(path: str | Path) -> dict[str, Any]:
-    """A baseline file, the output of `edgeopt build --json`, or a build folder (or its
-    device_results.json) that run_on_device.py measured on the device."""
+def build_document(folder: Path) -> dict[str, Any]:
+    """The baseline document of a build folder as `edgeopt build` wrote it (manifest.json and
+    metrics.json, latency.json's raw samples when present): what its `--json` output would give."""
+    from edgeopt.safe_io import read_json
+
+    manifest = _manifest(folder)
+    metrics = read_json(folder / LAYOUT.metrics, what="metrics file", expect=dict)
+    if not isinstance(metrics.get("fp32"), dict) or not isinstance(metrics.get("int8"), dict):
+        raise BadInput(f"{folder / LAYOUT.metrics}: no fp32 and int8 metrics (is this an edgeopt build?)")
+    return document({"model": {"name": manifest.model.get("name") or folder.name}, "target": {"name": manifest.target.get("name")},
+                     "metrics": metrics, "gates": manifest.gates, "quantization": _stage_result(manifest, "quantize"),
+                     "build_dir": str(folder)})
+
+
+def _folder_documents(folder: Path) -> list[dict[str, Any]]:
+    """A device-measured folder (device_results.json + manifest.json: a build or an extracted
+    package run_on_device.py ran in), a build folder (manifest.json + metrics.json), or a release
+    folder (release.py's builds/<model>/<target>/, one document per pair)."""
+    has = {name: (folder / name).is_file() for name in (LAYOUT.manifest, LAYOUT.metrics, LAYOUT.device_results)}
+    try:
+        if has[LAYOUT.device_results] and has[LAYOUT.manifest]:
+            return [device_document(folder)]
+        if has[LAYOUT.manifest] and has[LAYOUT.metrics]:
+            return [build_document(folder)]
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise BadInput(f"{folder}: not written by edgeopt build or run_on_device.py ({error!r})") from None
+    if has[LAYOUT.manifest]:
+        raise BadInput(f"{folder}: a build folder without {LAYOUT.metrics} and without {LAYOUT.device_results} "
+                       "(an unfinished build, or a package not yet run on the device)")
+    pairs = sorted(p.parent for p in folder.glob(f"{LAYOUT.release_builds}/*/*/{LAYOUT.manifest}"))
+    if not pairs:
+        raise BadInput(f"{folder}: no {LAYOUT.manifest} (a build folder), {LAYOUT.device_results} (run_on_device.py "
+                       f"writes it on the device) or {LAYOUT.release_builds}/<model>/<target>/ (a release folder) here")
+    return [document for pair in pairs for document in _folder_documents(pair)]
+
+
+def load_all(path: str | Path) -> list[dict[str, Any]]:
+    """Every baseline document `path` holds: one for a baseline file, the output of `edgeopt build
+    --json`, a build folder or a device-measured one (or its device_results.json); one per pair
+    for a release folder."""
     path = Path(path)
-    folder = path if path.is_dir() else path.parent if path.name == LAYOUT.device_results else None
-    if folder is not None:
-        if not (folder / LAYOUT.device_results).is_file() or not (folder / LAYOUT.manifest).is_file():
-            raise BadInput(f"{folder}: no {LAYOUT.device_results} and {LAYOUT.manifest} here "
-                           "(run run_on_device.py on the device first, or pass a baseline file)")
-        try:
-            return device_document(folder)
-        except (KeyError, TypeError, json.JSONDecodeError) as error:
-            raise BadInput(f"{folder / LAYOUT.device_results}: not written by run_on_device.py ({error!r})") from None
+    if path.is_dir():
+        return _folder_documents(path)
+    if path.name == LAYOUT.device_results:
+        return _folder_documents(path.parent)[:1]
     doc = _read_json(path, "")
     if isinstance(doc, dict) and "status" in doc and "metrics" in doc and "model" in doc:
-        return document(doc)
-    return _checked(doc, path)
+        return [document(doc)]
+    return [_checked(doc, path)]
+
+
+def load_any(path: str | Path) -> dict[str, Any]:
+    """The one baseline document at `path` (load_all; a release folder of one pair counts)."""
+    documents = load_all(path)
+    if len(documents) != 1:
+        raise BadInput(f"{path}: holds {len(documents)} (model, target) pairs; compare it with another release folder")
+    return documents[0]
+
+
+def _pair(doc: dict[str, Any]) -> tuple[str, str]:
+    return doc["model"], doc["target"]
+
+
+def paired(baseline: str | Path, current: str | Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(baseline, current) documents to compare: one with one as given (the caller named both);
+    otherwise every current (model, target) pair with the baseline's same pair (a release folder)."""
+    baselines, currents = load_all(baseline), load_all(current)
+    if len(baselines) == len(currents) == 1:
+        return [(baselines[0], currents[0])]
+    by_pair = {_pair(doc): doc for doc in baselines}
+    missing = [f"{m}/{t}" for m, t in map(_pair, currents) if (m, t) not in by_pair]
+    if missing:
+        raise BadInput(f"{baseline}: no baseline for {', '.join(missing)} (it has {', '.join(f'{m}/{t}' for m, t in by_pair) or 'none'})")
+    return [(by_pair[_pair(doc)], doc) for doc in currents]
 
 
 def judge(result: dict, baseline_path: str | Path, tolerances: dict[str, float] | None = None) -> dict[str, Any]:
