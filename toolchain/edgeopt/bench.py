@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from edgeopt import progress
 from edgeopt import timing
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
@@ -63,6 +64,7 @@ def measure_onnx(models: dict[str, Path], data: Dataset, threads: int, warmup_s:
     times: dict[str, list[float]] = {key: [] for key in sessions}
     deadline = time.perf_counter() + duration_s
     while time.perf_counter() < deadline or min(len(t) for t in times.values()) < min_runs:
+        progress.step(min(100, round(100 * (1 - (deadline - time.perf_counter()) / max(duration_s, 1e-9)))), 100, f"timing {len(sessions)} models (%)")
         for key, sess in sessions.items():
             for _ in range(block):
                 feed = feeds[key][len(times[key]) % len(feeds[key])]

@@ -30,6 +30,7 @@ from edgeopt.models.causal_lm import is_causal_lm
 from edgeopt.models.lazy import LazyModel, huggingface_input
 from edgeopt.models.source import resolve_source
 from edgeopt.models.spec import with_overrides
+from edgeopt.progress import reporting
 from edgeopt.report import gates as gate_rules
 from edgeopt.resources import shipped
 from edgeopt.results import BuildResult
@@ -37,7 +38,7 @@ from edgeopt.stages import prune as prune_stage
 from edgeopt.stages.precision import apply_precision
 from edgeopt.steps import LOAD, STEPS, BuildRun, StageOutput, Step
 
-Progress = Callable[[str, str, dict], None]  # (event, stage, details); events: start, done
+Progress = Callable[[str, str, dict], None]  # (event, stage, details); events: start, step (progress.py), done
 
 
 class BuildOptions(BaseModel):
@@ -126,7 +127,9 @@ class Pipeline:
             raise NotCached(stage.name)
         cached = entry is not None
         if entry is None:
-            entry = self.cache.run_and_store(stage.name, key, lambda folder: stage.run(folder).model_dump(mode="json"))
+            with reporting(lambda done, total, label: self.progress("step", stage.name,
+                                                                             {"done": done, "total": total, "label": label})):
+                entry = self.cache.run_and_store(stage.name, key, lambda folder: stage.run(folder).model_dump(mode="json"))
         record = StageRecord(name=stage.name, seconds=round(time.perf_counter() - started, 3), cached=cached, key=key,
                              params=params, inputs=inputs, outputs=entry.files, result=entry.result)
         self.records.append(record)

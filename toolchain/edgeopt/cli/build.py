@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -14,30 +15,62 @@ from edgeopt.cli.common import (EXIT_GATE_FAILED, emit_json, handle_errors, json
 
 
 class _Progress:
-    """Stage progress on stderr: a spinner on a terminal, nothing in CI (the summary says it all)."""
+    """Progress on stderr, never stdout. On a terminal: a line per stage with a bar, the fraction
+    and an ETA, fed by the stage's own steps (edgeopt.progress: calibration samples, candidates
+    built, timing, fallback search), then a tick with the stage's seconds. Elsewhere (CI, a pipe,
+    a log file): a plain line such as "quantize: candidates built 3/7" at most every
+    PLAIN_EVERY_S seconds while a stage runs, so a short build prints nothing and a 3-minute
+    quantize stage a line per 10 s."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._status = None
-        if enabled:
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, terminal: bool):
+        self._bar = self._task = self._label = None
+        self._last_line = 0.0
+        if terminal:
             from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                       TimeRemainingColumn)
 
-            self._console = Console(stderr=True)
+            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                                 redirect_stdout=False, redirect_stderr=False)  # rich would put its saved stdout
+            # back on stop: build()'s redirect_stdout(stderr) would then outlive the build and take the --json document
 
     def __call__(self, event: str, stage: str, details: dict) -> None:
-        if not self.enabled:
-            return
         if event == "start":
-            self._status = self._console.status(f"{stage}...")
-            self._status.start()
-        elif self._status is not None:
-            self._status.stop()
+            self._label, self._last_line = None, time.monotonic()
+            if self._bar is not None:
+                self._bar.start()
+                self._task = self._bar.add_task(f"{stage}...", total=None)
+        elif event == "step":
+            self._step(stage, details["done"], details["total"], details["label"])
+        elif event == "done" and self._bar is not None and self._task is not None:
+            self._bar.remove_task(self._task)
+            self._task = None
             cached = " (cached)" if details.get("cached") else ""
-            self._console.print(f"[green]✓[/green] {stage} {details.get('seconds', 0):.2f} s{cached}")
+            self._bar.console.print(f"[green]✓[/green] {stage} {details.get('seconds', 0):.2f} s{cached}")
+
+    def _step(self, stage: str, done: int, total: int | None, label: str) -> None:
+        if self._bar is None:
+            now = time.monotonic()
+            if now - self._last_line >= self.PLAIN_EVERY_S:
+                sys.stderr.write(f"{stage}: {label} {done}{f'/{total}' if total is not None else ''}\n")
+                sys.stderr.flush()
+                self._last_line = now
+        elif self._task is not None:
+            if label != self._label:  # a new kind of step: a fresh bar, so the ETA is its own
+                self._label = label
+                self._bar.reset(self._task, total=total, completed=done, description=f"{stage}: {label}")
+                self._bar.refresh()
+            else:
+                self._bar.update(self._task, total=total, completed=done)
+            if total is not None and done >= total:
+                self._bar.refresh()  # the finished fraction is drawn even in a step shorter than a refresh
 
     def close(self) -> None:
-        if self._status is not None:
-            self._status.stop()
+        if self._bar is not None:
+            self._bar.stop()
 
 
 @click.command()
@@ -93,7 +126,7 @@ def build(model, dry_run, as_json, save_baseline, baseline, latency_tolerance, a
             if rows and not rows[-1]["cached"]:
                 click.echo("(later stages depend on its output: they run too)")
         return
-    progress = _Progress(enabled=not quiet() and not as_json)
+    progress = _Progress(terminal=not quiet())  # on stderr: --json keeps stdout for the document
     # Libraries (the torch exporter among them) print to stdout; keep stdout for our output only.
     try:
         with contextlib.redirect_stdout(sys.stderr):

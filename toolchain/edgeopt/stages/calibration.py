@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import TensorsData, create_calibrator, save_tensors_data
 
+from edgeopt import progress
 from edgeopt.backends.onnxruntime.session import quiet_tools
 from edgeopt.backends.tensorrt.api import tensorrt_version_number
 from edgeopt.data.dataset import Dataset
@@ -40,6 +41,7 @@ class Reader(CalibrationDataReader):
         if self._row >= len(self._data):
             return None
         row, self._row = self._row, self._row + 1
+        progress.step(row + 1, len(self._data), "calibration samples")
         return {k: v for k, v in self._data.batch(row, row + 1).items() if k in self._names}
 
     def __len__(self) -> int:

@@ -31,6 +31,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from pydantic import BaseModel, Field
 
+from edgeopt import progress
 from edgeopt import host
 from edgeopt.backends.onnxruntime import bias_correction, recipes, session as runtime, smoothing
 from edgeopt.backends.onnxruntime.recipes import DYNAMIC_OPS
@@ -286,6 +287,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
             if len(builders) == 1:
                 raise
             failed[mode] = cause_text(exc, 200)
+        progress.step(list(builders).index(mode) + 1, len(builders), "candidates built")
     if not built:
         raise RuntimeError(f"every INT8 recipe failed: {failed}")
     scores = {mode: scorer.score(path) for mode, path in built.items()}

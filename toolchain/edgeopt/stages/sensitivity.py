@@ -22,6 +22,7 @@ from pydantic import BaseModel
 import onnx
 import onnxruntime as ort
 
+from edgeopt import progress
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 from edgeopt.metrics.fidelity import ValidateResult, accuracy_drop, compare_all
@@ -104,6 +105,7 @@ def rank_by_added_error(fp32_path: Path, int8_path: Path, layers: list[tuple[str
     inputs = {i.name for i in fp32.get_inputs()}
     noise, energy = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     for start in range(len(data)):  # batch 1: the deployed shape (the batch axis may be fixed)
+        progress.step(start, len(data), "fallback: ranking layers")
         feed = {k: v for k, v in data.batch(start, start + 1).items() if k in inputs}
         reference = fp32.run([fp32_out[n] for n in names], feed)
         quantized = int8.run([int8_out[n] for n in names], feed)
@@ -148,6 +150,7 @@ def keep_sensitive_in_float(quantize: Quantizer, layers: list[tuple[str, str]], 
     trial = workdir / "trial.onnx"
     rows = []
     for node, op_type in layers[:max_layers]:
+        progress.step(len(rows), len(layers[:max_layers]), "fallback: layers tried in float")
         score = scorer.score(quantize([node], trial))
         rows.append((start.drop - score.drop, start.relative_l2 - score.relative_l2, node, op_type, score.drop))
     trial.unlink(missing_ok=True)
@@ -172,6 +175,7 @@ def _float_top(quantize: Quantizer, table: list[LayerRow], scorer: Scorer, start
         candidate = workdir / f"float{count}.onnx"
         score = scorer.score(quantize(list(floated), candidate))
         trials += 1
+        progress.step(trials, None, "fallback search steps")
         table[count - 1].drop_after = round(score.drop, 6)
         met, best_met = score.drop <= budget, best["drop"] <= budget
         # within the budget: the fewest float layers win; outside it: the lowest drop
