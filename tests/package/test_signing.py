@@ -161,3 +161,13 @@ def test_the_private_key_goes_nowhere_and_must_be_private(signed, keys, jetson_b
     assert not (tmp_path / "dist").exists()  # refused before any work
     code, lines = run("verify", str(signed), "--key", str(keys[0].private))
     assert_one_line(code, lines, 2, "not a PEM public key")
+
+
+def test_release_refuses_a_loose_signing_key_before_building(tmp_path):
+    loose = tmp_path / "release.key"
+    keygen(tmp_path / "k")
+    loose.write_bytes((tmp_path / "k" / "edgeopt-release.key").read_bytes())
+    loose.chmod(0o644)
+    code, lines = run("release", "--project", str(tmp_path / "no-such.yaml"), "--out", str(tmp_path / "out"), "--sign", str(loose))
+    assert_one_line(code, lines, 2, "release.key", "readable by group or others")
+    assert not (tmp_path / "out").exists()

@@ -54,7 +54,8 @@ def _metric(result: dict, metric: str) -> float | None:
     return {"accuracy": int8.get("accuracy"), "agreement": int8.get("agreement"), "cosine": int8.get("cosine_mean")}[metric]
 
 
-def build_pair(model: str, target: str, options: dict, metric: str, packages: Path, version: str | None) -> dict:
+def build_pair(model: str, target: str, options: dict, metric: str, packages: Path, version: str | None,
+               sign: Path | None = None) -> dict:
     """One pair in a worker process: build, package, and the summary row (never raises)."""
     from edgeopt.errors import EdgeoptError
     from edgeopt.api import BuildOptions, build
@@ -63,7 +64,7 @@ def build_pair(model: str, target: str, options: dict, metric: str, packages: Pa
     row = {"model": model, "target": target, "pid": os.getpid(), "started": time.time()}
     try:
         result = build(options=BuildOptions(**options)).to_json()
-        packaged = package(Path(result["build_dir"]), packages, version=version)
+        packaged = package(Path(result["build_dir"]), packages, version=version, sign=sign)
         row.update(status=result["status"], resolved_target=result["target"]["name"], build_dir=result["build_dir"],
                    int8=result["metrics"]["int8"], gates=result["gates"], engine=result["engine"]["status"],
                    metric=metric, metric_value=_metric(result, metric), package=str(packaged.path),
@@ -85,8 +86,12 @@ def exit_code(rows: list[dict]) -> int:
 
 
 def run_release(project_path: Path, out: Path, *, jobs: int | None = None, version: str | None = None,
-                models: tuple[str, ...] = (), targets: tuple[str, ...] = ()) -> ReleaseResult:
+                models: tuple[str, ...] = (), targets: tuple[str, ...] = (), sign: Path | None = None) -> ReleaseResult:
     from edgeopt.package.release import render_release
+    from edgeopt.package.signing import key_id
+
+    if sign is not None:
+        key_id(sign)  # a loose or wrong signing key: refused before any pair is built
 
     project = load_project(project_path)
     pairs = project.pairs(tuple(models), tuple(targets))
@@ -96,7 +101,7 @@ def run_release(project_path: Path, out: Path, *, jobs: int | None = None, versi
     rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(build_pair, m, t, _pair_options(project, m, t, out), project.models[m].metric,
-                               packages, version) for m, t in pairs]
+                               packages, version, sign) for m, t in pairs]
         for future in as_completed(futures):
             rows.append(future.result())
     order = {pair: i for i, pair in enumerate(pairs)}

@@ -81,13 +81,14 @@ def keygen_command(out, as_json):
 @click.option("--version", "version", help="Release version, part of every package name.")
 @click.option("--model", "models", multiple=True, help="Only this model (repeatable; CI matrix jobs).")
 @click.option("--target", "-t", "targets_", multiple=True, help="Only this target (repeatable; CI matrix jobs).")
+@click.option("--sign", "sign", type=click.Path(path_type=Path), help="Sign every package with this P-256 private key (see package --sign).")
 @json_option
 @handle_errors
-def release_command(project, jobs, out, version, models, targets_, as_json):
+def release_command(project, jobs, out, version, models, targets_, sign, as_json):
     """Build, validate and package every (model, target) pair of the project file; exit 1 if any gate failed."""
     from edgeopt.release import run_release
 
-    result = run_release(project, out, jobs=jobs, version=version, models=models, targets=targets_)
+    result = run_release(project, out, jobs=jobs, version=version, models=models, targets=targets_, sign=sign)
     emit_json(result.model_dump(mode="json")) if as_json else click.echo(f"{result.markdown}\nsummary: {result.summary_path}")
     sys.exit(result.exit_code)
 
