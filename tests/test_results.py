@@ -1,6 +1,7 @@
 """results.py: the typed `--json` document. A real build's document validates and round-trips
-unchanged (but for the `not_judged` list the baseline judging adds) (the keys DESIGN.md keeps stable), the manifest's relative engine paths become absolute
-under the build folder, and a document outside the contract is refused."""
+unchanged (the keys DESIGN.md keeps stable; `not_judged` is the baseline judging's addition), the
+manifest's relative engine paths become absolute under the build folder, and a document outside
+the contract is refused."""
 
 from __future__ import annotations
 
