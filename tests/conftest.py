@@ -75,3 +75,27 @@ def jetson_build(tmp_path_factory, cache_dir):
         code, document, stderr = build_json("--target", "jetson", "--out", str(out), *FAST)
     assert code == 0, stderr
     return document
+
+
+@pytest.fixture(scope="session")
+def example_run(example_build, cache_dir, tmp_path_factory):
+    """The example build run again through the pipeline with the same options, every stage served
+    from the cache example_build filled: the run record (steps.BuildRun), the stage objects
+    steps.py made, by name, and the result. Tests of steps.py and of single stages read it."""
+    from edgeopt.pipeline import BuildOptions, Pipeline
+
+    class Recording(Pipeline):
+        def _start(self):
+            self.record = super()._start()
+            return self.record
+
+        def run_stage(self, stage):
+            self.stages[stage.name] = stage
+            return super().run_stage(stage)
+
+    options = BuildOptions(out=tmp_path_factory.mktemp("builds") / "cpu-again", cache_dir=cache_dir,
+                           latency_seconds=float(FAST[1]))
+    pipeline = Recording(options)
+    pipeline.stages = {}
+    result = pipeline.run()
+    return pipeline.record, pipeline.stages, result

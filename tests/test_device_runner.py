@@ -306,3 +306,20 @@ def test_three_outputs_and_a_metric_get_the_host_verdict_and_percentiles_on_the_
     assert (timing["median"], timing["p90"], timing["p99"], timing["mean"]) == (
         on_host.p50, on_host.p90, on_host.p99, on_host.mean)
     assert timing["p90"] != round(float(np.percentile(results["timing"]["samples_ms"], 90)), 4)  # not numpy's default
+
+
+def test_the_runners_manifest_reader_agrees_with_the_toolchains(jetson_build):
+    """run_on_device.py reads manifest.json without pydantic (RecordedBuild); on the manifest a real
+    Jetson build wrote, and on one with null blocks, it reads what build_dir.Manifest reads."""
+    from edgeopt.build_dir import Manifest
+
+    document = json.loads(Path(jetson_build["manifest"]).read_text())
+    for recorded in (document, {**document, "model": None, "engine": None, "gates": None, "artifacts": None}):
+        typed, runner_view = Manifest.of(recorded), runner.RecordedBuild(recorded)
+        assert (runner_view.model, runner_view.engine, runner_view.gates, runner_view.artifacts, runner_view.spec) == (
+            typed.model, typed.engine, typed.gates, typed.artifacts, typed.spec)
+        assert runner_view.threshold("max_accuracy_drop") == typed.threshold("max_accuracy_drop")
+    assert runner.RecordedBuild(document).threshold("max_accuracy_drop") == 0.01  # the jetson profile's gate, read
+    assert runner.RecordedBuild(document).engine["status"] == "deferred" and runner.RecordedBuild(document).spec["task"]
+    with pytest.raises(runner.Refused, match="manifest.json: not a JSON object"):
+        runner.RecordedBuild(["not", "a", "manifest"])

@@ -1,6 +1,8 @@
 """`edgeopt release` over two models and two targets: the pairs run in parallel processes sharing
 the stage cache, each is packaged, the summary lists all four with their verdicts, and a failed
-gate makes the release exit 1."""
+gate makes the release exit 1 (slow: real builds in spawned processes). Fast: each pair's build
+options come from the project file, a pair that cannot be built is a row (never an exception), and
+the exit code ranks bad input over a failed gate over success."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
-from edgeopt import targets
+from edgeopt import release, targets
+from edgeopt.project import load_project
 from edgeopt.package.verify import verify
 
-pytestmark = pytest.mark.slow
 TINY = REPO / "tests" / "data" / "release-project"  # hyphenated: not an importable package name
 
 
@@ -31,6 +33,7 @@ def _project(folder: Path, target_names: list[str], models: dict | None = None) 
     return path
 
 
+@pytest.mark.slow
 def test_release_two_models_two_targets_in_parallel(tmp_path):
     project = _project(tmp_path, ["cpu", "jetson"])
     result = run_cli("release", "-p", str(project), "-o", str(tmp_path / "dist"), "--jobs", "2", "--version", "3.1", "--json")
@@ -52,6 +55,7 @@ def test_release_two_models_two_targets_in_parallel(tmp_path):
         assert f"| {row['model']} | {row['target']} | ok | max_accuracy_drop pass |" in summary
 
 
+@pytest.mark.slow
 def test_a_failed_gate_fails_the_release(tmp_path, monkeypatch):
     """A copy of this host's CPU profile with an impossible latency gate: measured, judged, failed."""
     host = targets.resolve("cpu")
@@ -66,3 +70,30 @@ def test_a_failed_gate_fails_the_release(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.stderr
     assert "1 builds, 1 failed" in result.stdout and "| digits | cpu-strict | **gate_failed** |" in result.stdout
     assert "max_latency_ms FAIL" in result.stdout
+
+
+def test_each_pair_gets_its_build_options_from_the_project(tmp_path):
+    project = load_project(_project(tmp_path, ["cpu", "jetson"]))
+    options = release._pair_options(project, "tiny", "jetson", tmp_path / "dist")
+    assert options["model"] == f"{tmp_path / 'tiny' / 'tiny.py'}:build"  # resolved against the project folder
+    assert options["out"] == tmp_path / "dist" / "builds" / "tiny" / "jetson"
+    assert options["latency_seconds"] == 0.2 and options["calib"] == REPO / "calibration/digits_calib.npz"
+    assert release._pair_options(project, "digits", "cpu", tmp_path)["model"] is None  # the bundled example
+
+
+def test_a_pair_that_cannot_be_built_is_a_row_with_its_exit_code(tmp_path):
+    row = release.build_pair("broken", "cpu", {"model": str(tmp_path / "missing.onnx"), "target": "cpu"}, "accuracy",
+                             tmp_path / "packages", None)
+    assert row["status"] == "error" and row["exit_code"] == 2 and "missing.onnx" in row["error"]
+    assert row["finished"] >= row["started"] and not (tmp_path / "packages").exists()
+
+
+@pytest.mark.parametrize("statuses, codes, expected", [
+    (["ok", "ok"], [], 0), (["ok", "gate_failed"], [], 1), (["gate_failed", "error"], [2], 2),
+    (["error", "error"], [2, 70], 70), (["error"], [None], 2)])
+def test_the_release_exit_code_ranks_errors_over_gates(statuses, codes, expected):
+    rows = [{"status": s} for s in statuses]
+    for row, code in zip([r for r in rows if r["status"] == "error"], codes):
+        if code is not None:
+            row["exit_code"] = code
+    assert release.exit_code(rows) == expected

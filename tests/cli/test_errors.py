@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -77,16 +79,15 @@ def test_debug_shows_the_traceback():
         run_cli("--debug", "build", "--target", "nope")
 
 
-def test_engine_build_without_tensorrt_exits_3_with_how_to_get_it(tmp_path):
-    from conftest import FAST
-
-    build = run_cli("build", "--target", "jetson", "--out", str(tmp_path / "jetson"), *FAST)
-    assert build.exit_code == 0, build.stderr
-    result = run_cli("engine", "build", str(tmp_path / "jetson"))
+def test_engine_build_without_tensorrt_exits_3_with_how_to_get_it(jetson_build, no_tensorrt):
+    """On the session's deferred Jetson build (no second build of it), on a host without TensorRT."""
+    folder = Path(jetson_build["build_dir"])
+    before = sorted(p.name for p in folder.iterdir())
+    result = run_cli("engine", "build", str(folder))
     assert result.exit_code == 3
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "TensorRT" in lines[0] and "JetPack" in lines[0]
-    assert not list((tmp_path / "jetson").glob("*.engine"))
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written, no engine
 
 
 def test_engine_build_of_something_that_is_not_a_build(tmp_path):

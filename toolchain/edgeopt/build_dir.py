@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from edgeopt.version import __version__
 from edgeopt.errors import BadInput, CannotWrite, cause_text
@@ -293,6 +293,15 @@ class Manifest(BaseModel):
     def document(self) -> dict:
         return self.model_dump(mode="json")
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The model spec the host judged with (`model.spec`); empty when the build recorded none."""
+        return self.model.get("spec") or {}
+
+    def threshold(self, gate: str) -> float | None:
+        """The threshold the build judged `gate` by (a --max-accuracy-drop included), None if absent."""
+        return next((g.get("threshold") for g in self.gates if g.get("name") == gate), None)
+
 
 # --- reading and updating an existing build directory ----------------------------------------
 
@@ -319,28 +328,35 @@ def read_manifest(build_dir: Path) -> dict:
     return manifest
 
 
-def manifest_target(build_dir: Path, manifest: dict):
-    """The target profile a build was made for, as the manifest recorded it."""
-    from pydantic import ValidationError
+def typed_manifest(build_dir: Path, manifest: "dict | Manifest") -> Manifest:
+    """The manifest as its type; a block of the wrong shape is bad input naming the file and key."""
+    try:
+        return Manifest.of(manifest)
+    except ValidationError as exc:
+        key = ".".join(str(part) for part in exc.errors()[0]["loc"])
+        raise BadInput(f"{Path(build_dir) / LAYOUT.manifest}: key '{key}' is not valid ({cause_text(exc)})") from None
 
+
+def manifest_target(build_dir: Path, manifest: "dict | Manifest"):
+    """The target profile a build was made for, as the manifest recorded it."""
     from edgeopt.targets import TargetProfile
 
     path = Path(build_dir) / LAYOUT.manifest
+    recorded = typed_manifest(build_dir, manifest).target  # the profile as built, plus keys the manifest adds (sha256)
+    if not recorded:
+        raise BadInput(f"{path}: no key 'target'")
     try:
-        recorded = manifest["target"]  # the profile as built, plus keys the manifest adds (sha256)
         return TargetProfile.model_validate({k: v for k, v in recorded.items() if k in TargetProfile.model_fields})
-    except (KeyError, TypeError, AttributeError):
-        raise BadInput(f"{path}: no key 'target'") from None
     except ValidationError as exc:
         raise BadInput(f"{path}: key 'target' is not a valid profile ({cause_text(exc)})") from None
 
 
-def verify_artifact(build_dir: Path, manifest: dict, name: str) -> Path:
+def verify_artifact(build_dir: Path, manifest: "dict | Manifest", name: str) -> Path:
     """The file, checked against the manifest's sha256 when the manifest lists it."""
     path = Path(build_dir) / name
     if not path.is_file():
         raise BadInput(f"{path}: missing from the build directory")
-    for entry in manifest.get("artifacts", []):
+    for entry in typed_manifest(build_dir, manifest).artifacts:
         if entry.get("path") == name and entry.get("sha256") and entry["sha256"] != sha256_file(path):
             raise BadInput(f"{path}: sha256 differs from {LAYOUT.manifest} (changed or damaged in transfer)")
     return path
@@ -359,6 +375,12 @@ def update_manifest(build_dir: Path, updates: dict, files: list[str]) -> dict:
 
 
 def read_build(build_dir: Path):
-    """(manifest, target profile) of a build directory."""
+    """(manifest as read, target profile) of a build directory; package/ still reads the dict."""
     manifest = read_manifest(build_dir)
+    return manifest, manifest_target(build_dir, manifest)
+
+
+def read_typed_build(build_dir: Path):
+    """(Manifest, target profile) of a build directory: the typed read."""
+    manifest = typed_manifest(build_dir, read_manifest(build_dir))
     return manifest, manifest_target(build_dir, manifest)

@@ -19,11 +19,9 @@ or compute capability the plan was made for).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,11 +37,13 @@ WARMUP_MS, DURATION_S, MIN_RUNS = 500, 10, 10
 
 if __package__:  # imported as edgeopt.device_runner (the toolchain, its tests)
     from .compare import compare, first_output, load_metric, output_kinds
-    from .device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
+    from .device_runtime import (Cuda, Refused, Session, capability_matches, doctor, layer_report, time_engine,
+                                 version_matches)
 else:  # run as a script on the device, with device_runtime.py beside it
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from compare import compare, first_output, load_metric, output_kinds
-    from device_runtime import Cuda, Refused, Session, capability_matches, layer_report, time_engine, version_matches
+    from device_runtime import (Cuda, Refused, Session, capability_matches, doctor, layer_report, time_engine,
+                                version_matches)
 
 
 # --- the build, from build_plan.json -----------------------------------------------------------
@@ -188,10 +188,28 @@ def _calibrator(trt: Any, cache: bytes) -> Any:
     return Calibrator()
 
 
-def judging(manifest: Dict[str, Any], folder: str, names: List[str]) -> Tuple[Dict[str, str], Any]:
+class RecordedBuild:
+    """manifest.json as the runner reads it: build_dir.Manifest's field names and rule (a missing or
+    null block reads empty) without pydantic, which the device lacks; tests check both agree."""
+
+    def __init__(self, document: Dict[str, Any]):
+        if not isinstance(document, dict):
+            raise Refused("{}: not a JSON object".format(MANIFEST), 2)
+        self.document = document
+        self.model = document.get("model") or {}  # type: Dict[str, Any]
+        self.engine = document.get("engine") or {}  # type: Dict[str, Any]
+        self.gates = document.get("gates") or []  # type: List[Dict[str, Any]]
+        self.artifacts = document.get("artifacts") or []  # type: List[Dict[str, Any]]
+        self.spec = self.model.get("spec") or {}  # type: Dict[str, Any]
+
+    def threshold(self, gate: str) -> Optional[float]:
+        return next((g.get("threshold") for g in self.gates if g.get("name") == gate), None)
+
+
+def judging(manifest: RecordedBuild, folder: str, names: List[str]) -> Tuple[Dict[str, str], Any]:
     """Output kinds and the user metric as the host judged the build (its spec in manifest.json,
     the --metric file shipped as user_metric.py)."""
-    spec = (manifest.get("model") or {}).get("spec") or {}
+    spec = manifest.spec
     kinds = output_kinds(names, spec.get("task") or "classification", spec.get("output_kinds"), spec.get("outputs"))
     metric = spec.get("metric")
     if not metric:
@@ -220,7 +238,7 @@ def run_all(session: Session, plan: Dict[str, Any], inputs: Any, names: List[str
     return {name: np.concatenate([c[name] for c in chunks]) for name in names}
 
 
-def validate(session: Session, plan: Dict[str, Any], folder: str, manifest: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def validate(session: Session, plan: Dict[str, Any], folder: str, manifest: Optional[RecordedBuild] = None) -> Dict[str, Any]:
     """Every engine output on the packaged evaluation inputs against the FP32 outputs the
     workstation recorded, judged by compare.py as the host judges (output kinds, --metric); the
     first output's summary (top-1 agreement, cosine, accuracy with labels) for the report."""
@@ -234,7 +252,7 @@ def validate(session: Session, plan: Dict[str, Any], folder: str, manifest: Opti
     engine = {name: value.astype(reference[name].dtype, copy=False)
               for name, value in run_all(session, plan, inputs, names, count).items()}
     labels = inputs["labels"].reshape(count) if "labels" in inputs.files else None
-    kinds, metric = judging(manifest or {}, folder, names)
+    kinds, metric = judging(manifest or RecordedBuild({}), folder, names)
     verdict = compare(reference, engine, labels, kinds, metric)
     first = first_output(reference[names[0]], engine[names[0]], labels, kinds[names[0]] == "class_scores")
     result = {"samples": count, "output": names[0], "cosine_mean": first["cosine_mean"],
@@ -258,20 +276,20 @@ def write_json(folder: str, name: str, body: Dict[str, Any]) -> None:
     os.replace(tmp, os.path.join(folder, name))
 
 
-def record(folder: str, manifest: Dict[str, Any], updates: Dict[str, Any], files: List[str]) -> None:
+def record(folder: str, manifest: RecordedBuild, updates: Dict[str, Any], files: List[str]) -> None:
     """Merge `updates` into manifest.json and list `files` (hashes) as artifacts."""
-    manifest.update(updates)
-    entries = [e for e in manifest.get("artifacts", []) if e.get("path") not in files]
+    entries = [e for e in manifest.artifacts if e.get("path") not in files]
     entries += [{"path": n, "bytes": os.path.getsize(os.path.join(folder, n)), "sha256": sha256(os.path.join(folder, n))}
                 for n in files]
-    manifest["artifacts"] = sorted(entries, key=lambda e: e["path"])
-    write_json(folder, MANIFEST, manifest)
+    document = dict(manifest.document, **updates)  # the keys the runner does not read, kept
+    document["artifacts"] = sorted(entries, key=lambda e: e["path"])
+    write_json(folder, MANIFEST, document)
 
 
 def run(folder: str, trt: Any, cuda: Any, warmup_s: float = WARMUP_MS / 1000, duration_s: float = DURATION_S,
         min_runs: int = MIN_RUNS) -> Tuple[Dict[str, Any], bool]:
     """Check, build, inspect, validate, time; write the results. Returns (results, gate passed)."""
-    plan, manifest = read_json(folder, PLAN), read_json(folder, MANIFEST)
+    plan, manifest = read_json(folder, PLAN), RecordedBuild(read_json(folder, MANIFEST))
     onnx_path = os.path.join(folder, plan["onnx"])
     if not os.path.isfile(onnx_path) or (plan.get("onnx_sha256") and sha256(onnx_path) != plan["onnx_sha256"]):
         raise Refused("{}: missing or not the ONNX {} was made for".format(plan["onnx"], PLAN), 2)
@@ -295,14 +313,14 @@ def run(folder: str, trt: Any, cuda: Any, warmup_s: float = WARMUP_MS / 1000, du
         timing = time_engine(session, warmup_s, duration_s, min_runs)
     finally:
         session.close()
-    threshold = next((g.get("threshold") for g in manifest.get("gates", []) if g.get("name") == "max_accuracy_drop"), None)
+    threshold = manifest.threshold("max_accuracy_drop")
     drop = accuracy["drop"]  # compare.py's, as the host's gate reads it
     passed = threshold is None or drop is None or drop <= threshold
     results = {"device": {"tensorrt": version, "compute_capability": cc, "python": sys.version.split()[0]},
                "accuracy": dict(accuracy, accuracy_drop=drop, max_accuracy_drop=threshold, passed=passed),
                "timing": dict(timing, batch=plan["inputs"][0]["opt"][0]), "layers": layers["counts"]}
     write_json(folder, RESULTS, results)
-    engine_block = dict(manifest.get("engine") or {}, status="built", engine=plan["engine"], metadata=metadata,
+    engine_block = dict(manifest.engine, status="built", engine=plan["engine"], metadata=metadata,
                         reason="built on the device with TensorRT {} (device runner)".format(version))
     record(folder, manifest, {"engine": engine_block, "deployable": plan["engine"], "device_results": results},
            [plan["engine"], ENGINE_JSON, LAYERS, RESULTS])
@@ -324,54 +342,6 @@ def summary(results: Dict[str, Any]) -> List[str]:
         t["host_latency"]["median"], t["host_latency"]["p99"], t["gpu_compute"]["median"], t["runs"], t["batch"]))
     lines.append("layers: " + ", ".join("{} {}".format(n, k) for k, n in sorted(results["layers"].items())))
     return lines
-
-
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as handle:
-            return handle.read().strip("\0\n ")
-    except OSError:
-        return None
-
-
-def doctor(trt: Any, cuda: Any) -> Dict[str, Any]:
-    """What this device has, for a one-paste report: TensorRT, GPU and compute capability, DLA
-    cores, power mode and clocks where readable, and a tiny engine (identity) built and run."""
-    report = {"python": sys.version.split()[0], "tensorrt": str(trt.__version__),
-              "device": _read("/proc/device-tree/model")}  # type: Dict[str, Any]
-    try:
-        report["compute_capability"] = cuda.compute_capability()
-    except Refused as exc:
-        report["gpu"] = str(exc)
-        return report
-    try:
-        mode = subprocess.run(["nvpmodel", "-q"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10)
-        report["power_mode"] = mode.stdout.decode(errors="replace").strip() or None
-    except (OSError, subprocess.SubprocessError):
-        report["power_mode"] = None
-    report["clocks_hz"] = {os.path.basename(os.path.dirname(p)): _read(p)
-                           for p in sorted(glob.glob("/sys/class/devfreq/*/cur_freq"))}
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    report["dla_cores"] = builder.num_DLA_cores
-    try:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if int(str(trt.__version__).split(".")[0]) < 10 else 0
-        network = builder.create_network(flags)
-        x = network.add_input("x", trt.float32, (1, 4))
-        network.mark_output(network.add_identity(x).get_output(0))
-        engine = builder.build_serialized_network(network, builder.create_builder_config())
-        if engine is None:
-            raise RuntimeError("build_serialized_network returned None")
-        session = Session(trt, cuda, bytes(engine))
-        try:
-            feed = np.array([[-1.5, 0.0, 2.0, 3.25]], dtype=np.float32)
-            out = session.infer({session.inputs[0]: feed})[session.outputs[0]]
-            report["tiny_engine"] = "built and ran" if np.array_equal(out, feed) else "ran but gave wrong outputs"
-        finally:
-            session.close()
-    except Exception as exc:  # the report says what failed; it never stops there
-        report["tiny_engine"] = "failed: {}".format(next(iter(str(exc).splitlines()), type(exc).__name__))
-    return report
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -1,5 +1,6 @@
 """The device runner's runtime half: the CUDA runtime through ctypes, an engine session with pinned
-buffers, the engine inspector's layer report, and timing as trtexec does.
+buffers, the engine inspector's layer report, timing as trtexec does, and `doctor` (what this
+device has, a tiny engine built and run).
 
 Shipped beside run_on_device.py in TensorRT packages; like it, Python >= 3.8 with only numpy and
 the system TensorRT. The toolchain's TensorRT backend builds on this module (not a copy of it), and
@@ -14,6 +15,7 @@ import ctypes.util
 import glob
 import json
 import os
+import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -280,3 +282,54 @@ def time_engine(session: "Session", warmup_s: float, duration_s: float, min_runs
     result.update(samples_ms=[round(v, 5) for v in runs["host_latency"]], runs=count, duration_s=round(elapsed, 4),
                   warmup_s=warmup_s, throughput_qps=round(count / elapsed, 3) if elapsed > 0 else None)
     return result
+
+
+# --- what this device has (`run_on_device.py doctor`, `edgeopt doctor`) -----------------------
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().strip("\0\n ")
+    except OSError:
+        return None
+
+
+def doctor(trt: Any, cuda: Any) -> Dict[str, Any]:
+    """What this device has, for a one-paste report: TensorRT, GPU and compute capability, DLA
+    cores, power mode and clocks where readable, and a tiny engine (identity) built and run."""
+    report = {"python": sys.version.split()[0], "tensorrt": str(trt.__version__),
+              "device": _read("/proc/device-tree/model")}  # type: Dict[str, Any]
+    try:
+        report["compute_capability"] = cuda.compute_capability()
+    except Refused as exc:
+        report["gpu"] = str(exc)
+        return report
+    try:
+        mode = subprocess.run(["nvpmodel", "-q"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10)
+        report["power_mode"] = mode.stdout.decode(errors="replace").strip() or None
+    except (OSError, subprocess.SubprocessError):
+        report["power_mode"] = None
+    report["clocks_hz"] = {os.path.basename(os.path.dirname(p)): _read(p)
+                           for p in sorted(glob.glob("/sys/class/devfreq/*/cur_freq"))}
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    report["dla_cores"] = builder.num_DLA_cores
+    try:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if int(str(trt.__version__).split(".")[0]) < 10 else 0
+        network = builder.create_network(flags)
+        x = network.add_input("x", trt.float32, (1, 4))
+        network.mark_output(network.add_identity(x).get_output(0))
+        engine = builder.build_serialized_network(network, builder.create_builder_config())
+        if engine is None:
+            raise RuntimeError("build_serialized_network returned None")
+        session = Session(trt, cuda, bytes(engine))
+        try:
+            feed = np.array([[-1.5, 0.0, 2.0, 3.25]], dtype=np.float32)
+            out = session.infer({session.inputs[0]: feed})[session.outputs[0]]
+            report["tiny_engine"] = "built and ran" if np.array_equal(out, feed) else "ran but gave wrong outputs"
+        finally:
+            session.close()
+    except Exception as exc:  # the report says what failed; it never stops there
+        report["tiny_engine"] = "failed: {}".format(next(iter(str(exc).splitlines()), type(exc).__name__))
+    return report

@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeopt.errors import BadInput
-from edgeopt.targets import read_yaml_mapping
+from edgeopt.targets import describe_error, read_yaml_mapping
 
 
 class ModelEntry(BaseModel):
@@ -108,7 +108,5 @@ def load_project(path: str | Path) -> Project:
     try:
         project = Project.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise BadInput(f"{path}: key '{key}': {first['msg']}") from None
+        raise BadInput(describe_error(path, exc)) from None
     return project.model_copy(update={"root": path.resolve().parent})

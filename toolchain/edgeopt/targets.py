@@ -159,7 +159,9 @@ def search_dirs(targets_dir: str | Path | None = None) -> list[Path]:
     return dirs
 
 
-def _describe_error(path: Path, error: ValidationError) -> str:
+def describe_error(path: Path, error: ValidationError) -> str:
+    """A schema error of one of edgeopt's YAML files (profiles, edgeopt.yaml) as one line naming the
+    file and the key: unknown, missing, or what is wrong with its value."""
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -219,7 +221,7 @@ def load_profile(path: str | Path) -> TargetProfile:
     try:
         return TargetProfile.model_validate(raw)
     except ValidationError as exc:
-        raise BadInput(_describe_error(path, exc)) from None
+        raise BadInput(describe_error(path, exc)) from None
 
 
 def load_all(targets_dir: str | Path | None = None) -> dict[str, TargetProfile]:

@@ -18,7 +18,7 @@ from edgeopt.backends.tensorrt.builder import EngineBuilder, build_engine, host_
 from edgeopt.backends.tensorrt.layers import layer_note
 from edgeopt.backends.tensorrt.plan import command_line, trtexec_args, trtexec_timing_args
 from edgeopt.backends.tensorrt.session import open_session, read_engine
-from edgeopt.build_dir import LAYOUT, find_build, read_build, update_manifest, verify_artifact
+from edgeopt.build_dir import LAYOUT, find_build, read_typed_build, update_manifest, verify_artifact
 from edgeopt.errors import BadInput, MissingEnvironment
 from edgeopt.hashing import sha256_file
 from edgeopt.results import EngineSummary
@@ -47,7 +47,7 @@ def engine_build(
     """Build the engine of a build directory or package with this host's TensorRT; returns the
     build directory and its engine summary (names relative to it), as recorded in the manifest."""
     build_dir = open_build(Path(path), extract_to)
-    manifest, target = read_build(build_dir)
+    manifest, target = read_typed_build(build_dir)
     plan = read_plan(verify_artifact(build_dir, manifest, LAYOUT.tensorrt_plan))
     if plan.target != target.name:
         raise BadInput(f"{build_dir / LAYOUT.tensorrt_plan}: plan is for '{plan.target}' but the manifest's target is '{target.name}'")
@@ -83,7 +83,7 @@ def time_build(path: Path, *, warmup_s: float = timing_defaults.WARMUP_MS / 1000
     """`edgeopt engine time`: the engine of a build directory or package at its opt shapes, timed
     as the printed trtexec timing line does (same warm-up, duration and minimum runs)."""
     build_dir = open_build(Path(path))
-    _, target = read_build(build_dir)
+    _, target = read_typed_build(build_dir)
     plan, metadata = read_engine(build_dir, target)
     session = open_session(build_dir, plan, metadata, trt=trt, cuda=cuda)
     try:

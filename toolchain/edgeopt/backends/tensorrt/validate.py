@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from edgeopt import bench
-from edgeopt.build_dir import LAYOUT, read_build, update_manifest, verify_artifact, write_json_atomic
+from edgeopt.build_dir import LAYOUT, read_typed_build, update_manifest, verify_artifact, write_json_atomic
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import BadInput
@@ -172,9 +172,9 @@ def validate_build(path: Path, data_path: Path, *, reader: Any = None, warmup_s:
     from edgeopt.report import gates as gate_rules
 
     build_dir = open_build(Path(path))
-    manifest, target = read_build(build_dir)
+    manifest, target = read_typed_build(build_dir)
     try:
-        spec = ModelSpec.model_validate(manifest["model"]["spec"])
+        spec = ModelSpec.model_validate(manifest.model["spec"])
     except (KeyError, TypeError, ValueError):
         raise BadInput(f"{build_dir / LAYOUT.manifest}: no model spec (key 'model.spec')") from None
     fp32_path = verify_artifact(build_dir, manifest, LAYOUT.fp32_onnx)
@@ -182,17 +182,16 @@ def validate_build(path: Path, data_path: Path, *, reader: Any = None, warmup_s:
     result = validate_engine(build_dir, fp32_path, data, spec.task, target, spec=spec, warmup_s=warmup_s,
                              duration_s=duration_s, min_runs=min_runs, trt=trt, cuda=cuda)
     metrics = result.as_validate_result()
-    thresholds = {g.get("name"): g.get("threshold") for g in manifest.get("gates", [])}
-    gate_config = target.gates
-    if thresholds.get("max_accuracy_drop") is not None:  # a --max-accuracy-drop of the original build
-        gate_config = gate_config.model_copy(update={"max_accuracy_drop": thresholds["max_accuracy_drop"]})
+    gate_config, drop = target.gates, manifest.threshold("max_accuracy_drop")
+    if drop is not None:  # a --max-accuracy-drop of the original build
+        gate_config = gate_config.model_copy(update={"max_accuracy_drop": drop})
     gates = gate_rules.evaluate(metrics, gate_config)
     document = metrics.model_dump(mode="json")
     write_json_atomic(build_dir / LAYOUT.metrics, document)
     updates = {"metrics": document, "gates": [g.model_dump() for g in gates],
                "device_validation": {"eval": str(Path(data_path).resolve()), "eval_sha256": data.sha256,
                                      "batches": result.batches, "padded": result.padded, "device": result.device}}
-    if manifest.get("metrics") and "host_metrics" not in manifest:
-        updates["host_metrics"] = manifest["metrics"]  # the INT8 ONNX on the host CPU, kept for reference
+    if manifest.metrics and "host_metrics" not in (manifest.model_extra or {}):
+        updates["host_metrics"] = manifest.metrics  # the INT8 ONNX on the host CPU, kept for reference
     update_manifest(build_dir, updates, [LAYOUT.metrics])
     return result, gates
