@@ -14,6 +14,8 @@ from conftest import run_cli
 
 import edgeopt
 from edgeopt.hashing import source_sha256
+from edgeopt.build_dir import Manifest
+from edgeopt.package import provenance, sbom
 from edgeopt.package.bundle import package
 
 
@@ -92,3 +94,21 @@ def test_the_sbom_validates_against_the_cyclonedx_schema(which, packaged):
     else:
         assert by_type["framework"]["onnxruntime"]["version"] == metadata.version("onnxruntime")
     assert sbom["metadata"]["component"]["name"] == json.loads(files["package.json"])["name"]
+
+
+def test_provenance_problems_name_each_way_a_statement_and_its_package_disagree(packaged):
+    _, files = packaged["cpu"]
+    statement = json.loads(files["provenance.json"])
+    shipped = {name: digest for digest, name in (line.split("  ", 1) for line in files["SHA256SUMS"].decode().splitlines())}
+    assert provenance.problems(statement, shipped) == []
+    changed = dict(shipped, **{"model.deployable.onnx": "0" * 64})
+    assert provenance.problems(statement, changed) == ["provenance.json: subject model.deployable.onnx sha256 differs from the file"]
+    assert provenance.problems(statement, dict(shipped, **{"extra.py": "1" * 64})) == ["provenance.json: extra.py is not among its subjects"]
+    assert provenance.problems({"_type": "x"}, shipped)[0].startswith("provenance.json: not an in-toto Statement v1")
+
+
+@pytest.mark.parametrize("which", ["cpu", "jetson"])
+def test_the_sbom_runtime_is_what_the_device_needs(which, packaged):
+    _, files = packaged[which]
+    names = [name for name, _, _ in sbom.runtime(Manifest.of(json.loads(files["manifest.json"])))]
+    assert names == (["JetPack", "TensorRT", "CUDA", "cuDNN"] if which == "jetson" else ["onnxruntime"])
