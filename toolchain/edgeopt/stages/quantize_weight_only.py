@@ -38,6 +38,15 @@ class WeightOnlyConfig:
         return asdict(self)
 
 
+# The INT4 candidate of a GGUF source, whose blocks models/gguf.apply_blocks then replaces with the
+# file's own (exact). accuracy_level 1 (fp32 compute) keeps it exact: SmolLM2 +0.00% perplexity,
+# 100% greedy agreement, 1.79x optimum's FP32 decode; level 4 (int8 activations) is 1.29x faster
+# still but +0.46% and 59% agreement (< the 70% target). An 8-bit head (the file's Q8_0 blocks,
+# also exact) measured 0.32x FP32 at level 1 (no fast fp32 path for 8-bit MatMulNBits here) and
+# 47% agreement at level 4, so the head stays fp32. benchmarks/llm_graphs/README.md, busy host.
+EXACT_GGUF = WeightOnlyConfig(bits=4, accuracy_level=1)
+
+
 def quantize(fp32: Path, out: Path, config: WeightOnlyConfig) -> Path:
     """Write the quantized model to `out` (one file, weights inline: 4-bit 135M fits in 2 GB)."""
     if config.bits not in (4, 8):
