@@ -7,11 +7,12 @@ Two maintained exporters, chosen per architecture:
   knows (`BUILDER_ARCHITECTURES`): GroupQueryAttention, RotaryEmbedding and
   SkipSimplifiedLayerNormalization fused, packed qkv, a KV buffer shared between past and present.
   Chosen because it is what onnxruntime-genai (the CPU deployable's runtime) is built around and,
-  measured on SmolLM2-135M (benchmarks/llm_graphs/README.md, 2 threads, interleaved): its fp32 graph
-  decodes 1.55x faster than optimum's (the optimum graph spends most of a decode step in ~2,500
-  small unfused attention/shape ops), and every weight-only candidate built on it keeps that lead.
-  ONNX Runtime's transformers optimizer does not reach that graph from optimum's export (it has
-  no Llama attention fusion for optimum's pattern; measured in the README).
+  measured on SmolLM2-135M (benchmarks/llm_graphs/README.md, 2 threads, interleaved, busy host):
+  its fp32 graph decodes 1.23-1.55x faster than optimum's (whose decode step is mostly ~2,500
+  small unfused attention/shape ops), and the weight-only candidates keep the lead (exact-GGUF
+  int4 at accuracy level 4: 2.30x FP32 on it, 1.79x on optimum's). ONNX Runtime's transformers
+  optimizer was not tried on optimum's graph: its Llama fusion targets ORT's own export and makes
+  MultiHeadAttention, not the GroupQueryAttention + shared KV buffer onnxruntime-genai runs.
 - optimum-onnx `main_export(task="text-generation-with-past")`, the fallback for every other
   architecture and for any builder failure (`exporter="auto"`).
 
