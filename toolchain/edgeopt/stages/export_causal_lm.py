@@ -11,8 +11,9 @@ Two maintained exporters, chosen per architecture:
   its fp32 graph decodes 1.23-1.55x faster than optimum's (whose decode step is mostly ~2,500
   small unfused attention/shape ops), and the weight-only candidates keep the lead (exact-GGUF
   int4 at accuracy level 4: 2.30x FP32 on it, 1.79x on optimum's). ONNX Runtime's transformers
-  optimizer was not tried on optimum's graph: its Llama fusion targets ORT's own export and makes
-  MultiHeadAttention, not the GroupQueryAttention + shared KV buffer onnxruntime-genai runs.
+  optimizer does not reach that graph from optimum's export: on SmolLM2 it fuses 60
+  RotaryEmbedding and 60 SkipSimplifiedLayerNormalization but no attention, leaving 5,087 nodes
+  (the builder's graph: 342) (benchmarks/llm_graphs/ortopt.py; op counts, not timed).
 - optimum-onnx `main_export(task="text-generation-with-past")`, the fallback for every other
   architecture and for any builder failure (`exporter="auto"`).
 
