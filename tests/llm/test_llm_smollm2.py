@@ -36,4 +36,10 @@ def test_smollm2_gguf_builds_for_cpu(texts, tmp_path):
     llm = document["metrics"]["llm"]
     assert llm["source_kind"] == "gguf" and llm["parity"]["greedy_equal"]
     assert llm["perplexity_increase"] < 0.05 and llm["decode_tokens_per_s"] > 0
+    assert llm["parity"]["exporter"] == "genai-builder"
+    # the file's own Q4_1 blocks on the fast kernel at fp32 compute: exact, so FP32's figures
+    assert llm["precision"] == "int4" and llm["gguf_exact"]["exact_gguf_matrices"] == 150
+    assert llm["gguf_exact"]["requantized_matrices"] == 0
+    assert abs(llm["perplexity_increase"]) < 1e-3 and llm["agreement"] >= 0.9
     assert Path(document["artifacts"]["deployable"], "genai_config.json").is_file()
+

@@ -101,8 +101,9 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
     calib_ref = language.score_windows(reference.score, None, calib_windows)
     candidates, chosen, exact = [], None, None
     for bits in ((4, 8) if options.precision != "fp32" else ()):
-        path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx,
-                                                                       wo.WeightOnlyConfig(bits=bits)))
+        config = wo.EXACT_GGUF if bits == 4 and source.kind == "gguf" else wo.WeightOnlyConfig(bits=bits)
+        path = run(f"quantize_int{bits}", lambda bits=bits, config=config: wo.quantize(
+            fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx, config))
         if bits == 4 and source.kind == "gguf":  # keep the file's own Q4 blocks: no second rounding
             from edgeopt.models import gguf
 
@@ -160,7 +161,8 @@ def _gguf_note(exact: dict | None) -> str:
     if not exact:
         return "the GGUF's blocks were not reused (no INT4 candidate)"
     return (f"INT4 keeps the GGUF's own 4-bit blocks exactly in {exact['exact_gguf_matrices']} matrices "
-            f"(MatMulNBits block 32, float zero points); {exact['requantized_matrices']} re-quantized by round to nearest")
+            f"(MatMulNBits block 32, uint8 zero points + a per-block residual correction for Q4_1, fp32 compute); "
+            f"{exact['requantized_matrices']} re-quantized by round to nearest")
 
 
 def _hash(path: Path) -> str:

@@ -7,11 +7,12 @@ with int8 activations (faster where the CPU has VNNI / dot-product instructions)
 round-to-nearest by default; HQQ and GPTQ are ONNX Runtime's other weight-only algorithms (GPTQ
 needs calibration inputs, not wired here yet).
 
-The embedding Gather stays float. optimum's export keeps a tied LM head as a MatMul on
-`Transpose(embedding)`, which ONNX Runtime's quantizer skips (its B is not an initializer): by
-default it stays fp32 (measured: 16% of an int8 decode step on SmolLM2-135M). `head_bits` 8 or 4
-gives the head its own transposed initializer and quantizes it at that width in a second pass
-(opt-in until its perplexity cost is measured on a real model).
+The embedding Gather stays float. The LM head (the MatMul writing `logits`) is left out of the
+`bits` pass on every graph: by default it stays fp32 (measured: 16% of an int8 decode step on
+SmolLM2-135M). optimum's export keeps a tied head as a MatMul on `Transpose(embedding)` (its B is
+not an initializer); onnxruntime-genai's builder keeps the transposed weight as the MatMul's
+initializer and feeds the embedding Gather from its Transpose. `head_bits` 8 or 4 gives the head
+its own transposed initializer where needed and quantizes it at that width in a second pass.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class WeightOnlyConfig:
         return asdict(self)
 
 
+# The INT4 candidate of a GGUF source, whose blocks models/gguf.apply_blocks then replaces with the
+# file's own (exact). accuracy_level 1 (fp32 compute) keeps it exact: SmolLM2 +0.00% perplexity,
+# 100% greedy agreement, 1.79x optimum's FP32 decode; level 4 (int8 activations) is 1.29x faster
+# still but +0.46% and 59% agreement (< the 70% target). An 8-bit head (the file's Q8_0 blocks,
+# also exact) measured 0.32x FP32 at level 1 (no fast fp32 path for 8-bit MatMulNBits here) and
+# 47% agreement at level 4, so the head stays fp32. benchmarks/llm_graphs/README.md, busy host.
+EXACT_GGUF = WeightOnlyConfig(bits=4, accuracy_level=1)
+
+
 def quantize(fp32: Path, out: Path, config: WeightOnlyConfig) -> Path:
     """Write the quantized model to `out` (one file, weights inline: 4-bit 135M fits in 2 GB)."""
     if config.bits not in (4, 8):
@@ -48,7 +58,9 @@ def quantize(fp32: Path, out: Path, config: WeightOnlyConfig) -> Path:
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
     model = onnx.load(str(fp32))
-    heads = _untie_head(model) if config.head_bits else []
+    if config.head_bits:
+        _untie_head(model)
+    heads = _head_matmuls(model)
     if config.algorithm == "hqq":
         algo = nbits.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits)
     else:
@@ -58,7 +70,7 @@ def quantize(fp32: Path, out: Path, config: WeightOnlyConfig) -> Path:
                                            is_symmetric=config.symmetric, accuracy_level=config.accuracy_level,
                                            algo_config=algo, nodes_to_exclude=heads)
     quantizer.process()
-    if heads:  # second pass: only the head's MatMul still has a constant B
+    if heads and config.head_bits:  # second pass: only the head's MatMul still has a constant B
         head_algo = nbits.DefaultWeightOnlyQuantConfig(block_size=config.block_size, is_symmetric=config.symmetric,
                                                        accuracy_level=config.accuracy_level, bits=config.head_bits)
         quantizer = nbits.MatMulNBitsQuantizer(quantizer.model.model, bits=config.head_bits, block_size=config.block_size,
@@ -96,6 +108,12 @@ def _untie_head(model) -> list[str]:
     for node in [n for n in model.graph.node if n.op_type == "Transpose" and n.output[0] not in used]:
         model.graph.node.remove(node)
     return names
+
+
+def _head_matmuls(model) -> list[str]:
+    """The MatMuls that write a graph output named logits (the LM head)."""
+    outputs = {o.name for o in model.graph.output if o.name == "logits"}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and outputs.intersection(n.output)]
 
 
 def count_quantized(onnx_path: Path) -> dict:
