@@ -38,7 +38,7 @@ from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import cause_text
 from edgeopt.stages import calibration
-from edgeopt.stages.recipe_choice import Candidate, choose, time_candidates
+from edgeopt.stages.recipe_choice import Candidate, Selection, choose, time_candidates
 from edgeopt.stages.sensitivity import Fallback, Scorer, keep_sensitive_in_float
 from edgeopt.targets import TargetProfile
 
@@ -98,6 +98,7 @@ class QuantizeResult(BaseModel):
     candidates: list[Candidate]
     failed_recipes: dict[str, str] = {}
     choice: str
+    selection: Selection | None = None  # which recipe won, against which rival, by what fidelity margin
     accuracy_metric: str
     accuracy_drop: float
     budget: float
@@ -294,8 +295,10 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         if measure and len(built) > 1 else {}
     candidates = [Candidate(mode=mode, accuracy_drop=scores[mode].drop, relative_l2=scores[mode].relative_l2,
                             latency_p50_ms=latency.get(mode), bytes=path.stat().st_size,
-                            within_budget=scores[mode].drop <= budget) for mode, path in built.items()]
-    chosen, choice = choose(candidates, encoder, bool(latency))
+                            within_budget=scores[mode].drop <= budget, fidelity=round(scores[mode].fidelity, 8),
+                            losses=scores[mode].losses) for mode, path in built.items()]
+    chosen, choice, selection_margin = choose(candidates, encoder, bool(latency),
+                                              next(iter(scores.values())).fidelity_how)
 
     fallback, final = None, built[chosen.mode]
     if not chosen.within_budget and config.max_fallback_layers > 0:
@@ -326,7 +329,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         activation_type="uint8 (dynamic)" if chosen.mode.startswith("dynamic") else
         ("int8" if recipe.activation == QuantType.QInt8 else "uint8"),
         weight_type="int8", per_channel=True, fp32_latency_p50_ms=latency.get("fp32"),
-        candidates=candidates, failed_recipes=failed, choice=choice, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
+        candidates=candidates, failed_recipes=failed, choice=choice, selection=selection_margin, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
         budget=budget, budget_met=drop <= budget, fallback=fallback,
         tensorrt_cache=LAYOUT.tensorrt_calibration_cache if trt_cache else None)
 
