@@ -122,20 +122,13 @@ def prepare(fp32_path: Path, target: TargetProfile, folder: Path) -> tuple[Path,
         quant_pre_process(str(fp32_path), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
         return prepared, "none (TensorRT fuses at engine build)"
     if is_encoder(model):
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        try:
-            options = FusionOptions("bert")
-            options.enable_gelu_approximation = True  # tanh GELU: faster kernel; the scorer checks the cost
-            fused = optimize_model(str(fp32_path), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
-                                   optimization_options=options)
-            counts = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
-            fused.save_model_to_file(str(folder / "model.fused.onnx"))
+        try:  # tanh GELU (a faster kernel): the scorer checks what it costs
+            fused = recipes.fuse_encoder(fp32_path, folder / "model.fused.onnx", gelu_approximation=True)
+            counts = recipes.fused_operators(fused)
             try:  # symbolic shapes know ORT's fused ops; the calibrator needs the tensor types
-                quant_pre_process(str(folder / "model.fused.onnx"), str(prepared), skip_optimization=True)
+                quant_pre_process(str(fused), str(prepared), skip_optimization=True)
             except Exception:
-                shutil.copyfile(folder / "model.fused.onnx", prepared)
+                shutil.copyfile(fused, prepared)
             return prepared, "onnxruntime transformer optimizer: " + ", ".join(f"{k} x{v}" for k, v in counts.items())
         except Exception as exc:  # an encoder layout the optimizer does not know: quantize unfused
             note = f"transformer optimizer failed ({type(exc).__name__}); "
