@@ -69,6 +69,11 @@ def test_a_slower_tie_wins_only_when_more_faithful_beyond_noise():
     assert chosen.mode == "dynamic" and selection.decided_by.startswith("speed")  # point estimate lower, not beyond noise
     assert selection.ci95[0] < 0 < selection.ci95[1] or selection.ci95[0] <= 0 <= selection.ci95[1]
 
+    fastest_best = _candidate("dynamic-smooth0.8", 6.9, base * 0.6)
+    chosen, why, selection = choose([fast, fastest_best], encoder=True, measured=True)
+    assert chosen.mode == "dynamic-smooth0.8" and selection.decided_by == "speed, and fidelity beyond noise"
+    assert selection.ci95[1] < 0 and "more faithful beyond noise" in why
+
     far = _candidate("dynamic-smooth0.5", 7.0 * (1 + NOISE) * 1.05, base * 0.1)  # outside the speed window
     assert choose([fast, far], encoder=True, measured=True)[0].mode == "dynamic"
     # not timed here: the most faithful by the same loss, margin reported

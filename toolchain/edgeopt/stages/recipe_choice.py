@@ -112,6 +112,9 @@ def pick_most_faithful(pool: list[Candidate]) -> tuple[Candidate, Candidate | No
             other, paired, why, holder = holder, beaten, "fidelity beyond noise", challenger
     if other is None and len(pool) > 1:  # nobody beat the fastest: show the closest rival
         other = min(pool[1:], key=fidelity)
+        verdict = more_faithful(holder, other)
+        if verdict is not None:  # the fastest is also the more faithful, beyond noise
+            paired, why = verdict, "speed, and fidelity beyond noise"
     return holder, other, paired, why
 
 
@@ -137,6 +140,8 @@ def choose(candidates: list[Candidate], encoder: bool, measured: bool,
         else:
             head = (f"{best.mode}: the fastest recipe within the budget on this host ({best.latency_p50_ms:.3f} ms "
                     f"p50); none within {NOISE:.0%} of it is more faithful beyond noise")
+            if why != "speed: fidelity equal within noise":
+                head = f"{head}, and it is the more faithful beyond noise"
         return best, head + _margin(selection), selection
     if within and len(within) == 1:
         return within[0], f"{within[0].mode}: the only recipe within the budget", \
