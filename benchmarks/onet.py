@@ -130,6 +130,7 @@ def main() -> None:
     if result.exit_code not in (0, 1):
         raise SystemExit(f"edgeopt build: exit {result.exit_code}: {result.stderr.strip()[-2000:]}")
     doc = json.loads(result.stdout)
+    (work / "build.json").write_text(json.dumps(doc, indent=1))
     out = work / "build"
     fp32, int8 = out / LAYOUT.fp32_onnx, out / LAYOUT.ort_deployable
     data = Dataset({"input": evaluation}, None, "evaluation windows")
@@ -142,6 +143,8 @@ def main() -> None:
     print(f"ONet: calibration {args.calib}, evaluation {args.eval} windows (half face crops), threads {args.threads}, "
           f"batch 1; build {seconds:.0f} s; chose {quant.get('choice')}")
     fallback = quant.get("fallback") or {}
+    print("fallback: " + ", ".join(f"{row['node']} (added error {row.get('added_error')}, drop with it and above "
+                                   f"float {row.get('drop_after')})" for row in fallback.get("layers", [])[:8]))
     print(f"float layers: {fallback.get('float_layers')}; gates: " + "; ".join(
         f"{g['name']} {g['value']} ({'pass' if g['passed'] else 'FAIL'})" for g in doc.get("gates", [])))
     face = ref[2][:, 1] > 0.5
