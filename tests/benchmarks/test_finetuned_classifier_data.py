@@ -50,3 +50,50 @@ def test_split_is_deterministic_disjoint_and_balanced():
 def test_split_refuses_a_class_too_small():
     with pytest.raises(ValueError, match="c: 4 texts"):
         bench.split({"a": [f"a{i}" for i in range(20)], "c": ["c1", "c2", "c3", "c4"]}, 3, 1, 20)
+
+
+# ---- the new domains (issue 20 item 3): benchmarks/data/text_domains.py, on fixture text ----
+
+from text_domains import DOMAINS, parse_debian, parse_whatis  # noqa: E402  (the script put benchmarks/data on sys.path)
+
+CONTROL = """Package: 0ad
+Section: games
+Description: Real-time strategy game of ancient warfare
+ A long description line that is not the synopsis.
+Homepage: https://play0ad.com/
+
+Package: tor-geoipdb
+Section: contrib/net
+Description: GeoIP   database for Tor
+
+Package: libfoo1
+Section: libs
+Description: a library (not a chosen section)
+
+Package: nodesc
+Section: games
+"""
+
+WHATIS = """ls (1)               - list directory contents
+socketpair (2)       - create a pair of connected sockets
+SSL_new (3ssl)       - a sub-section, not used
+gcloud_x (1)         - (unknown subject)
+printf (3)           - formatted output conversion
+not a whatis line
+"""
+
+
+def test_parse_debian_takes_the_synopsis_by_section_without_archive_prefix():
+    found = parse_debian(CONTROL, ("games", "net"))
+    assert found == {"games": ["Real-time strategy game of ancient warfare"], "net": ["GeoIP database for Tor"]}
+
+
+def test_parse_whatis_keeps_name_and_description_of_the_chosen_sections_only():
+    found = parse_whatis(WHATIS, ("1", "2", "3"))
+    assert found == {"1": ["ls - list directory contents"], "2": ["socketpair - create a pair of connected sockets"],
+                     "3": ["printf - formatted output conversion"]}
+
+
+def test_every_domain_has_six_labels_and_a_size_entry():
+    assert set(DOMAINS) == set(bench.SIZES) == {"fortunes", "debian", "man"}
+    assert all(len(labels) == 6 for _, labels in DOMAINS.values())

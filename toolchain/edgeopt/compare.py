@@ -82,10 +82,61 @@ def drop_interval(losses: np.ndarray, resamples: int = 1000, seed: int = 0) -> L
     """95% paired-bootstrap interval of a drop that is the mean of per-sample losses (FP32 right
     minus candidate right, or 1 for a changed top-1): resampling the samples keeps each pair
     together, so the interval shows whether a drop is the recipe's or a few samples' luck."""
-    losses = np.asarray(losses, dtype=np.float64)
-    rows = np.random.default_rng(seed).integers(0, len(losses), (resamples, len(losses)))
-    means = losses[rows].mean(axis=1)
-    return [round(float(np.percentile(means, 2.5)), 6), round(float(np.percentile(means, 97.5)), 6)]
+    low, high = _bootstrap_interval(losses, resamples, seed)
+    return [round(low, 6), round(high, 6)]
+
+
+def _bootstrap_interval(values: Any, resamples: int, seed: int) -> Tuple[float, float]:
+    values = np.asarray(values, dtype=np.float64)
+    rows = np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))
+    means = values[rows].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+FIDELITY_MEASURE = {  # per output kind: the label-free, per-sample loss the recipe choice compares
+    "class_scores": "KL divergence of the softmax to FP32's",
+    "embedding": "1 - cosine to FP32",
+}
+OTHER_MEASURE = "relative L2 error to FP32"
+
+
+def _probabilities(values: np.ndarray) -> np.ndarray:
+    """Rows already holding probabilities (non-negative, summing to 1) as they are, else softmax;
+    one column: a sigmoid's (p, 1 - p)."""
+    if values.shape[1] == 1:
+        p = values if ((values >= 0) & (values <= 1)).all() else 1 / (1 + np.exp(-values))
+        return np.concatenate([p, 1 - p], axis=1)
+    if (values >= 0).all() and np.allclose(values.sum(axis=1), 1.0, atol=1e-3):
+        return values
+    shifted = np.exp(values - values.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def fidelity_losses(kind: str, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per-sample loss of `candidate` against `reference` (0 = identical), continuous and
+    label-free, by the output's kind (FIDELITY_MEASURE): a top-1 accuracy moves in steps of one
+    sample, these move with every logit. KL(P_fp32 || P_candidate) for class scores, 1 - cosine
+    for embeddings, relative L2 otherwise (regression, boxes, maps, plain tensors)."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    cand = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
+    if kind == "class_scores":
+        p, q = _probabilities(ref), _probabilities(cand)
+        tiny = np.finfo(np.float64).tiny
+        return np.maximum((p * (np.log(np.maximum(p, tiny)) - np.log(np.maximum(q, tiny)))).sum(axis=1), 0.0)
+    if kind == "embedding":
+        return 1.0 - cosine(ref, cand)
+    norm = np.linalg.norm(ref, axis=1)
+    return np.linalg.norm(cand - ref, axis=1) / np.where(norm == 0, 1.0, norm)
+
+
+def paired_difference(losses_a: Any, losses_b: Any, resamples: int = 1000, seed: int = 0) -> Dict[str, Any]:
+    """Mean per-sample loss difference a - b on the same samples and its 95% paired-bootstrap
+    interval (samples resampled with their pair, as drop_interval): {"mean", "ci95": [low, high],
+    "a_worse": low > 0, "b_worse": high < 0}. Neither worse: the two are equal within noise."""
+    difference = np.asarray(losses_a, dtype=np.float64) - np.asarray(losses_b, dtype=np.float64)
+    low, high = _bootstrap_interval(difference, resamples, seed) if len(difference) else (0.0, 0.0)
+    return {"mean": float(difference.mean()) if len(difference) else 0.0, "ci95": [low, high],
+            "a_worse": low > 0, "b_worse": high < 0}
 
 
 def _top1_losses(reference: np.ndarray, candidate: np.ndarray, labels: Any) -> np.ndarray:

@@ -39,7 +39,7 @@ from edgeopt.build_dir import LAYOUT
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import cause_text
 from edgeopt.stages import calibration
-from edgeopt.stages.recipe_choice import Candidate, choose, time_candidates
+from edgeopt.stages.recipe_choice import Candidate, Selection, choose, time_candidates
 from edgeopt.stages.sensitivity import Fallback, Scorer, keep_sensitive_in_float
 from edgeopt.targets import TargetProfile
 
@@ -99,6 +99,7 @@ class QuantizeResult(BaseModel):
     candidates: list[Candidate]
     failed_recipes: dict[str, str] = {}
     choice: str
+    selection: Selection | None = None  # which recipe won, against which rival, by what fidelity margin
     accuracy_metric: str
     accuracy_drop: float
     budget: float
@@ -122,20 +123,13 @@ def prepare(fp32_path: Path, target: TargetProfile, folder: Path) -> tuple[Path,
         quant_pre_process(str(fp32_path), str(prepared), skip_optimization=True, skip_symbolic_shape=True)
         return prepared, "none (TensorRT fuses at engine build)"
     if is_encoder(model):
-        from onnxruntime.transformers.fusion_options import FusionOptions
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        try:
-            options = FusionOptions("bert")
-            options.enable_gelu_approximation = True  # tanh GELU: faster kernel; the scorer checks the cost
-            fused = optimize_model(str(fp32_path), model_type="bert", num_heads=0, hidden_size=0, opt_level=0,
-                                   optimization_options=options)
-            counts = {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
-            fused.save_model_to_file(str(folder / "model.fused.onnx"))
+        try:  # tanh GELU (a faster kernel): the scorer checks what it costs
+            fused = recipes.fuse_encoder(fp32_path, folder / "model.fused.onnx", gelu_approximation=True)
+            counts = recipes.fused_operators(fused)
             try:  # symbolic shapes know ORT's fused ops; the calibrator needs the tensor types
-                quant_pre_process(str(folder / "model.fused.onnx"), str(prepared), skip_optimization=True)
+                quant_pre_process(str(fused), str(prepared), skip_optimization=True)
             except Exception:
-                shutil.copyfile(folder / "model.fused.onnx", prepared)
+                shutil.copyfile(fused, prepared)
             return prepared, "onnxruntime transformer optimizer: " + ", ".join(f"{k} x{v}" for k, v in counts.items())
         except Exception as exc:  # an encoder layout the optimizer does not know: quantize unfused
             note = f"transformer optimizer failed ({type(exc).__name__}); "
@@ -296,8 +290,10 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         if measure and len(built) > 1 else {}
     candidates = [Candidate(mode=mode, accuracy_drop=scores[mode].drop, relative_l2=scores[mode].relative_l2,
                             latency_p50_ms=latency.get(mode), bytes=path.stat().st_size,
-                            within_budget=scores[mode].drop <= budget) for mode, path in built.items()]
-    chosen, choice = choose(candidates, encoder, bool(latency))
+                            within_budget=scores[mode].drop <= budget, fidelity=round(scores[mode].fidelity, 8),
+                            losses=scores[mode].losses) for mode, path in built.items()]
+    chosen, choice, selection_margin = choose(candidates, encoder, bool(latency),
+                                              next(iter(scores.values())).fidelity_how)
 
     fallback, final = None, built[chosen.mode]
     if not chosen.within_budget and config.max_fallback_layers > 0:
@@ -328,7 +324,7 @@ def quantize(fp32_path: Path, calib: Dataset, target: TargetProfile, out_dir: Pa
         activation_type="uint8 (dynamic)" if chosen.mode.startswith("dynamic") else
         ("int8" if recipe.activation == QuantType.QInt8 else "uint8"),
         weight_type="int8", per_channel=True, fp32_latency_p50_ms=latency.get("fp32"),
-        candidates=candidates, failed_recipes=failed, choice=choice, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
+        candidates=candidates, failed_recipes=failed, choice=choice, selection=selection_margin, accuracy_metric=scores[chosen.mode].how, accuracy_drop=drop,
         budget=budget, budget_met=drop <= budget, fallback=fallback,
         tensorrt_cache=LAYOUT.tensorrt_calibration_cache if trt_cache else None)
 

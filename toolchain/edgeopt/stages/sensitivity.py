@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import onnx
 import onnxruntime as ort
 
 from edgeopt import progress
 from edgeopt.backends.onnxruntime import session as runtime
+from edgeopt.compare import FIDELITY_MEASURE, OTHER_MEASURE, fidelity_losses, output_kinds, paired_difference
 from edgeopt.data.dataset import Dataset
 from edgeopt.metrics.fidelity import ValidateResult, accuracy_drop, compare_all
 
@@ -32,6 +33,9 @@ class Score(BaseModel):
     drop: float  # what the max_accuracy_drop gate reads (gates.accuracy_drop)
     relative_l2: float  # continuous tiebreaker: top-1 drops move in steps of 1/samples
     how: str
+    fidelity: float = 0.0  # mean per-sample label-free loss to FP32 (compare.fidelity_losses), summed over outputs
+    fidelity_how: str = ""
+    losses: list[float] = Field(default_factory=list)  # that loss per selection sample: paired comparisons read it
 
 
 class Scorer:
@@ -51,13 +55,18 @@ class Scorer:
         return runtime.run_all(runtime.session(path, threads=self.threads), self.data, self.batch)
 
     def score(self, path: Path) -> Score:
-        fp32, int8, judgement = compare_all(self.names, self.reference, self._outputs(path), self.data.labels,
+        outputs = self._outputs(path)
+        fp32, int8, judgement = compare_all(self.names, self.reference, outputs, self.data.labels,
                                             self.task, self.kinds, self.metric, self.spec_outputs,
                                             self.data.source)
         drop, how = accuracy_drop(ValidateResult(samples=len(self.data), task=self.task, fp32=fp32, int8=int8,
                                                  outputs=judgement.outputs, drop=judgement.drop, drop_how=judgement.how))
         l2 = max((o.relative_l2 for o in judgement.outputs), default=int8.relative_l2 or 0.0)
-        return Score(drop=drop if drop is not None else 0.0, relative_l2=l2, how=how)
+        kinds = output_kinds(self.names, self.task, self.kinds, self.spec_outputs)
+        losses = sum(fidelity_losses(kinds[name], ref, cand) for name, ref, cand in zip(self.names, self.reference, outputs))
+        measure = " + ".join(f"{FIDELITY_MEASURE.get(kinds[name], OTHER_MEASURE)} ('{name}')" for name in self.names)
+        return Score(drop=drop if drop is not None else 0.0, relative_l2=l2, how=how, fidelity=float(np.mean(losses)),
+                     fidelity_how=f"{measure}, mean over {len(self.data)} selection samples", losses=losses.tolist())
 
 
 class LayerRow(BaseModel):
@@ -167,7 +176,15 @@ def _float_top(quantize: Quantizer, table: list[LayerRow], scorer: Scorer, start
     """Float the top 1, 2, 4, ... layers until the budget holds, then bisect down to the fewest
     that still hold it (each float layer costs latency)."""
     limit = min(len(table), max_float if max_float is not None else len(table))
-    best = {"drop": start.drop, "path": None, "floated": []}
+    best = {"drop": start.drop, "path": None, "floated": [], "losses": start.losses}
+
+    def beyond_noise(score: Score) -> bool:
+        """Outside the budget a lower drop is kept only when the output error to FP32 is lower
+        too, beyond noise (paired bootstrap on the selection samples): a drop of one sample less
+        is otherwise luck that costs float layers (EfficientNet-Lite1 kept 8, docs/BENCHMARKS.md)."""
+        if not score.losses or not best["losses"]:
+            return True
+        return paired_difference(score.losses, best["losses"])["b_worse"]
 
     def trial(count: int) -> bool:
         nonlocal trials
@@ -180,10 +197,11 @@ def _float_top(quantize: Quantizer, table: list[LayerRow], scorer: Scorer, start
         met, best_met = score.drop <= budget, best["drop"] <= budget
         # within the budget: the fewest float layers win; outside it: the lowest drop
         if (met and (not best_met or count < len(best["floated"]))) or (not met and not best_met
-                                                                          and score.drop < best["drop"]):
+                                                                          and score.drop < best["drop"]
+                                                                          and beyond_noise(score)):
             if best["path"] is not None:
                 best["path"].unlink(missing_ok=True)
-            best.update(drop=score.drop, path=candidate, floated=floated)
+            best.update(drop=score.drop, path=candidate, floated=floated, losses=score.losses)
         else:
             candidate.unlink(missing_ok=True)
         return score.drop <= budget
@@ -202,7 +220,7 @@ def _float_top(quantize: Quantizer, table: list[LayerRow], scorer: Scorer, start
         low, count = count, (count * 2 if count * 2 <= limit or count == limit else limit)
     if best["drop"] > budget and not keep_partial and best["path"] is not None:
         best["path"].unlink(missing_ok=True)
-        best.update(drop=start.drop, path=None, floated=[])
+        best.update(drop=start.drop, path=None, floated=[], losses=start.losses)
     for row in table:
         row.kept_float = row.node in best["floated"]
     result = Fallback(budget=budget, drop_before=start.drop, drop_after=best["drop"], met=best["drop"] <= budget,

@@ -51,6 +51,19 @@ def fuse_encoder(fp32: Path, out: Path, *, gelu_approximation: bool = True) -> P
     return out
 
 
+FUSED_OPS = ("EmbedLayerNormalization", "Attention", "MultiHeadAttention", "SkipLayerNormalization",
+             "LayerNormalization", "FastGelu", "BiasGelu", "Gelu", "GemmFastGelu", "SkipSimplifiedLayerNormalization")
+
+
+def fused_operators(path: Path) -> dict[str, int]:
+    """{fused op type: count} in a graph fuse_encoder wrote (what the optimizer's statistics say)."""
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.op_type in FUSED_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
 def dynamic(prepared: Path, out: Path, *, per_channel: bool, exclude: list[str] | None = None,
             reduce_range: bool = False, ops: list[str] | None = None) -> Path:
     """Dynamic INT8: weights quantized offline, activations per run; on a fused graph the
