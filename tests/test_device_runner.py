@@ -20,7 +20,7 @@ import edgeopt
 from edgeopt import device_runner as runner, targets
 from edgeopt.backends.tensorrt import api as tensorrt_api, timing_defaults
 from edgeopt.backends.tensorrt.builder import compile_tensorrt
-from edgeopt.build_dir import LAYOUT
+from edgeopt.build_dir import LAYOUT, read_manifest
 from edgeopt.models.spec import InputSpec
 from edgeopt.package.bundle import npz_bytes
 
@@ -54,6 +54,7 @@ def test_imports_only_the_standard_library_numpy_and_tensorrt():
 
 def test_the_runner_copies_agree_with_the_toolchain():
     assert (runner.PLAN, runner.MANIFEST, runner.ENGINE_JSON) == (LAYOUT.tensorrt_plan, LAYOUT.manifest, LAYOUT.tensorrt_engine_json)
+    assert runner.DEVICE_MANIFEST == LAYOUT.device_manifest
     assert (runner.EVAL_INPUTS, runner.EVAL_OUTPUTS) == (LAYOUT.eval_inputs, LAYOUT.eval_fp32_outputs)
     assert (runner.RESULTS, runner.LAYERS) == (LAYOUT.device_results, LAYOUT.layer_report)
     assert (runner.WARMUP_MS, runner.DURATION_S, runner.MIN_RUNS) == (
@@ -146,6 +147,7 @@ def _fakes(version: str, profile: tuple, flip: int | None = 3, shape: str = "10"
 def test_a_whole_run_writes_the_results_back(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     folder, x = _package(tmp_path / "pkg", "jetson", "10.3.0.30")
+    shipped = (folder / LAYOUT.manifest).read_bytes()
     trt, cuda = _fakes("10.3.0.30", ((1, 4), (8, 4)))
     results, passed = runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=5)
     # batches of 8 (the profile's max): samples 3 and 8+3 would flip, but the last batch has 2
@@ -156,8 +158,9 @@ def test_a_whole_run_writes_the_results_back(tmp_path, monkeypatch):
     assert results["layers"] == {"GPU INT8": 1, "GPU FP16": 1, "GPU FP32": 1}
     assert [e["x"] for e in trt.executions[:2]] == [(8, 4), (2, 4)]  # then the timing runs at opt (1)
     assert (folder / "model.engine").read_bytes() == b"FAKE-SERIALIZED-ENGINE"
-    manifest = json.loads((folder / LAYOUT.manifest).read_text())
+    manifest = json.loads((folder / LAYOUT.device_manifest).read_text())
     assert manifest["engine"]["status"] == "built" and manifest["deployable"] == "model.engine"
+    assert read_manifest(folder) == manifest  # what the workstation reads back
     assert manifest["engine"]["trtexec"] == "trtexec ..."  # the host's record is kept
     listed = {a["path"] for a in manifest["artifacts"]}
     assert {"model.engine", LAYOUT.tensorrt_engine_json, LAYOUT.layer_report, LAYOUT.device_results} <= listed
@@ -165,6 +168,8 @@ def test_a_whole_run_writes_the_results_back(tmp_path, monkeypatch):
     assert cuda.memory == {} and cuda.pinned == {} and cuda.streams == set()  # everything released
     assert "set_shape" in trt.names() and trt.args("config.profiling_verbosity") == [trt.ProfilingVerbosity.DETAILED]
     assert (tmp_path / "home" / ".cache" / "edgeopt" / "tensorrt" / "timing-sm87-trt10.3.cache").is_file()
+    runner.run(str(folder), trt, cuda, warmup_s=0.0, duration_s=0.0, min_runs=1)
+    assert (folder / LAYOUT.manifest).read_bytes() == shipped  # a signed package verifies again next run
 
 
 def test_the_dla_plan_builds_with_a_profile_and_the_cache_under_this_version(tmp_path, monkeypatch):

@@ -61,6 +61,7 @@ class BuildLayout:
     compare_py: str = "compare.py"  # the one comparison of engine and FP32 outputs, the host's own module
     user_metric_py: str = "user_metric.py"  # the build's --metric file, when it had one
     device_results: str = "device_results.json"  # what run_on_device.py measured, for the workstation
+    device_manifest: str = "device_manifest.json"  # manifest.json + what the device built (the shipped one stays signed)
     layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
     release_builds: str = "builds"  # a release folder's builds/<model>/<target>/ (release.py)
     eval_inputs: str = "eval_inputs.npz"
@@ -318,7 +319,11 @@ def find_build(path: Path) -> Path:
 
 
 def read_manifest(build_dir: Path) -> dict:
-    path = Path(build_dir) / LAYOUT.manifest
+    """manifest.json, or the device runner's device_manifest.json (the same record plus the engine
+    built on the device) when a package folder has been run on its device."""
+    path = Path(build_dir) / LAYOUT.device_manifest
+    if not path.is_file():
+        path = Path(build_dir) / LAYOUT.manifest
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -363,14 +368,17 @@ def verify_artifact(build_dir: Path, manifest: "dict | Manifest", name: str) -> 
 
 
 def update_manifest(build_dir: Path, updates: dict, files: list[str]) -> dict:
-    """Merge `updates` into manifest.json and refresh the artifact entries of `files`; atomic."""
+    """Merge `updates` into manifest.json and refresh the artifact entries of `files`; atomic. In an
+    unpacked package (SHA256SUMS beside it) the shipped manifest stays as signed and the record goes
+    to device_manifest.json, as the device runner's does."""
     build_dir = Path(build_dir)
+    record = LAYOUT.device_manifest if (build_dir / LAYOUT.checksums).is_file() else LAYOUT.manifest
     manifest = read_manifest(build_dir)
     manifest.update(updates)
     entries = [e for e in manifest.get("artifacts", []) if e.get("path") not in files]
     entries += [describe_artifact(build_dir / name, build_dir) for name in files if (build_dir / name).is_file()]
     manifest["artifacts"] = sorted(entries, key=lambda e: e["path"])
-    write_json_atomic(build_dir / LAYOUT.manifest, manifest)
+    write_json_atomic(build_dir / record, manifest)
     return manifest
 
 

@@ -12,7 +12,10 @@ calibration cache header) are checked against the toolchain by its tests.
     python3 run_on_device.py doctor     # what this device has, and a tiny engine built and run
 
 Everything is written back into the package folder (engine, engine.json, layers.json,
-device_results.json, manifest.json) for the workstation to read. Exit codes: 0 done, 1 accuracy
+device_results.json, device_manifest.json) for the workstation to read. The shipped files are never
+changed (manifest.json stays as SHA256SUMS and the signature list it, so run_on_device.sh verifies
+the package again before every run); device_manifest.json is manifest.json plus what the device
+built, and build_dir.read_manifest prefers it. Exit codes: 0 done, 1 accuracy
 gate failed, 2 the package is wrong, 3 this device lacks something (TensorRT, a GPU, the version
 or compute capability the plan was made for).
 """
@@ -29,6 +32,7 @@ import numpy as np
 
 # File names (the toolchain's BuildLayout owns them; tests check these equal it)
 PLAN, MANIFEST, ENGINE_JSON = "build_plan.json", "manifest.json", "engine.json"
+DEVICE_MANIFEST = "device_manifest.json"
 EVAL_INPUTS, EVAL_OUTPUTS = "eval_inputs.npz", "eval_fp32_outputs.npz"
 RESULTS, LAYERS = "device_results.json", "layers.json"
 USER_METRIC = "user_metric.py"
@@ -277,13 +281,14 @@ def write_json(folder: str, name: str, body: Dict[str, Any]) -> None:
 
 
 def record(folder: str, manifest: RecordedBuild, updates: Dict[str, Any], files: List[str]) -> None:
-    """Merge `updates` into manifest.json and list `files` (hashes) as artifacts."""
+    """Write manifest.json + `updates` (`files` listed with their hashes) as device_manifest.json;
+    manifest.json itself is a shipped, checksummed file and stays as it came."""
     entries = [e for e in manifest.artifacts if e.get("path") not in files]
     entries += [{"path": n, "bytes": os.path.getsize(os.path.join(folder, n)), "sha256": sha256(os.path.join(folder, n))}
                 for n in files]
     document = dict(manifest.document, **updates)  # the keys the runner does not read, kept
     document["artifacts"] = sorted(entries, key=lambda e: e["path"])
-    write_json(folder, MANIFEST, document)
+    write_json(folder, DEVICE_MANIFEST, document)
 
 
 def run(folder: str, trt: Any, cuda: Any, warmup_s: float = WARMUP_MS / 1000, duration_s: float = DURATION_S,
