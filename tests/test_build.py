@@ -33,7 +33,7 @@ def test_json_document_has_the_design_keys(example_build):
         latency = doc["metrics"][precision]["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
     assert doc["engine"]["status"] == "not_applicable"
-    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert doc["gates"][0]["name"] == "max_accuracy_drop" and doc["gates"][0]["passed"] is True
 
 
@@ -49,7 +49,7 @@ def test_manifest_records_every_artifact_with_its_hash(example_build):
     for path, entry in listed.items():
         assert sha256_file(build_dir / path) == entry["sha256"]
         assert (build_dir / path).stat().st_size == entry["bytes"]
-    assert [s["name"] for s in manifest["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert [s["name"] for s in manifest["stages"]] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert not list(build_dir.parent.glob(".*partial*")), "a staging folder was left behind"
 
 

@@ -1,0 +1,106 @@
+"""Calibration statistics that travel with an INT8 build: per quantized activation, the range
+its QuantizeLinear can represent (read from the artifact's own scale and zero point, so it is the
+range as deployed, whatever recipe chose it) and a compact histogram of the calibration data over
+that range (64 bins plus below/above counts: under 1 kB of JSON per tensor).
+
+The histograms are measured on the monitor model: the Q/DQ ONNX with those activations also as
+graph outputs (LAYOUT.monitor_onnx). Not the FP32 ONNX, because the Q/DQ graph's tensors are the
+quantizer's own (a graph output's QuantizeLinear input, a SmoothQuant-scaled activation exist
+only there), they carry the upstream quantization error as deployed, and the file is a quarter of
+the FP32 one to ship; the field monitor (field/monitor.py) runs the same model on the device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from pydantic import BaseModel
+from onnx import helper, numpy_helper
+
+from edgeopt.build_dir import LAYOUT, Artifact, write_json_atomic
+from edgeopt.data.dataset import Dataset
+from edgeopt.field import monitor
+
+BINS = 64
+RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
+          onnx.TensorProto.UINT16: (0, 65535), onnx.TensorProto.INT16: (-32768, 32767)}
+
+
+def quantized_activations(model: onnx.ModelProto) -> dict[str, dict]:
+    """Every activation a QuantizeLinear quantizes with one scale (weights are initializers, skipped):
+    name -> its representable range, scale and zero point."""
+    init = {i.name: i for i in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in init or node.input[1] not in init:
+            continue
+        scale = numpy_helper.to_array(init[node.input[1]]).astype(np.float64)
+        zp_init = init.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale.size != 1 or (len(node.input) > 2 and node.input[2] and zp_init is None):
+            continue  # per-channel, or a computed zero point: not a static per-tensor range
+        zero = int(numpy_helper.to_array(zp_init).ravel()[0]) if zp_init is not None else 0
+        qmin, qmax = RANGES.get(zp_init.data_type if zp_init is not None else onnx.TensorProto.UINT8, (0, 255))
+        s = float(scale.ravel()[0])
+        found[node.input[0]] = {"low": (qmin - zero) * s, "high": (qmax - zero) * s, "scale": s, "zero_point": zero,
+                                "bins": BINS}
+    return found
+
+
+def monitor_model(int8: Path, names: list[str], out: Path) -> None:
+    """The Q/DQ ONNX with `names` also as (float) graph outputs."""
+    model = onnx.load(str(int8))
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in known)
+    onnx.save(model, str(out))
+
+
+def measure(int8: Path, data: Dataset, folder: Path) -> dict:
+    """Write the monitor model and calib_stats.json into `folder`; returns the document."""
+    tensors = quantized_activations(onnx.load(str(int8), load_external_data=False))
+    monitor_path = Path(folder) / LAYOUT.monitor_onnx
+    monitor_model(int8, list(tensors), monitor_path)
+    for tensor in tensors.values():
+        tensor["histogram"] = [0] * (BINS + 2)
+    stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS,
+             "samples": len(data), "calibration_sha256": data.sha256, "tensors": tensors}
+    observer = monitor.FieldMonitor(str(monitor_path), stats, rate=1.0)
+    for row in range(len(data)):
+        observer.record(data.batch(row, row + 1))  # batch 1, as deployed
+    for name in observer.names:
+        tensors[name]["histogram"] = [int(c) for c in observer.field[name]]
+        tensors[name]["calibration_saturation"] = round(monitor.saturation(tensors[name]["histogram"]), 8)
+    for name in observer.missing:  # not a graph tensor ORT can return: no histogram, no monitoring
+        tensors.pop(name)
+    stats["tensors"] = tensors
+    write_json_atomic(Path(folder) / LAYOUT.calib_stats, stats)
+    return stats
+
+
+class CalibStatsResult(BaseModel):
+    tensors: int
+    samples: int
+    bytes: int
+
+
+class CalibStatsStage:
+    """CalibStatsFromInt8Onnx: the quantized tensors' ranges from the artifact, histograms from the calibration sample."""
+
+    name = "calib_stats"
+    writes = (LAYOUT.calib_stats, LAYOUT.monitor_onnx)
+
+    def __init__(self, int8: Artifact, calib: Dataset):
+        self.int8, self.calib = int8, calib
+        self.reads = (int8.name,)
+
+    def params(self) -> dict:
+        return {"bins": BINS, "max_values": monitor.MAX_VALUES, "batch": 1}
+
+    def inputs(self) -> dict:
+        return {"onnx_int8": self.int8.sha256, "calib": self.calib.sha256}
+
+    def run(self, folder: Path) -> CalibStatsResult:
+        stats = measure(self.int8.path, self.calib, folder)
+        return CalibStatsResult(tensors=len(stats["tensors"]), samples=stats["samples"],
+                                bytes=(Path(folder) / LAYOUT.calib_stats).stat().st_size)
