@@ -56,21 +56,21 @@ def monitor_model(int8: Path, names: list[str], out: Path) -> None:
     onnx.save(model, str(out))
 
 
-def measure(int8: Path, data: Dataset, folder: Path) -> dict:
+def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "") -> dict:
     """Write the monitor model and calib_stats.json into `folder`; returns the document."""
     tensors = quantized_activations(onnx.load(str(int8), load_external_data=False))
     monitor_path = Path(folder) / LAYOUT.monitor_onnx
     monitor_model(int8, list(tensors), monitor_path)
     for tensor in tensors.values():
         tensor["histogram"] = [0] * (BINS + 2)
-    stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS,
+    stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS, "model_sha256": sha256,
              "samples": len(data), "calibration_sha256": data.sha256, "tensors": tensors}
     observer = monitor.FieldMonitor(str(monitor_path), stats, rate=1.0)
     for row in range(len(data)):
         observer.record(data.batch(row, row + 1))  # batch 1, as deployed
     for name in observer.names:
         tensors[name]["histogram"] = [int(c) for c in observer.field[name]]
-        tensors[name]["calibration_saturation"] = round(monitor.saturation(tensors[name]["histogram"]), 8)
+        tensors[name]["calibration_saturation"] = round(monitor.saturation(tensors[name]["histogram"], tensors[name]["low"]), 8)
     for name in observer.missing:  # not a graph tensor ORT can return: no histogram, no monitoring
         tensors.pop(name)
     stats["tensors"] = tensors
@@ -101,6 +101,6 @@ class CalibStatsStage:
         return {"onnx_int8": self.int8.sha256, "calib": self.calib.sha256}
 
     def run(self, folder: Path) -> CalibStatsResult:
-        stats = measure(self.int8.path, self.calib, folder)
+        stats = measure(self.int8.path, self.calib, folder, self.int8.sha256)
         return CalibStatsResult(tensors=len(stats["tensors"]), samples=stats["samples"],
                                 bytes=(Path(folder) / LAYOUT.calib_stats).stat().st_size)

@@ -72,9 +72,14 @@ def psi(expected: List[int], actual: List[int]) -> float:
     return float(((a - e) * np.log(a / e)).sum())
 
 
-def saturation(histogram: List[int]) -> float:
+def saturation(histogram: List[int], low: float = -1.0) -> float:
+    """Share of values that clip. Below a range that starts at exactly 0 is not clipping but a
+    ReLU: ONNX Runtime's quantizer removes a Relu before a QuantizeLinear whose zero point is the
+    lowest code, and the quantizer does its work (measured on the digits example: half of every
+    such tensor is below 0, by design). Only above-range values count there."""
     total = float(sum(histogram))
-    return (histogram[0] + histogram[-1]) / total if total else 0.0
+    clipped = histogram[-1] + (histogram[0] if low < 0 else 0)
+    return clipped / total if total else 0.0
 
 
 class FieldMonitor:
@@ -119,8 +124,9 @@ class FieldMonitor:
         for name in self.names:
             histogram = [int(c) for c in self.field[name]]
             calib = self.tensors[name]["histogram"]
-            tensors[name] = {"saturation": round(saturation(histogram), 8),
-                             "calibration_saturation": round(saturation(calib), 8),
+            low = self.tensors[name]["low"]
+            tensors[name] = {"saturation": round(saturation(histogram, low), 8),
+                             "calibration_saturation": round(saturation(calib, low), 8),
                              "psi": round(psi(calib, histogram), 6) if sum(histogram) else None,
                              "histogram": histogram}
         doc = {"schema_version": SCHEMA_VERSION, "kind": "field_stats", "model_sha256": self.stats.get("model_sha256"),
