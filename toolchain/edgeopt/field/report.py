@@ -25,6 +25,7 @@ def markdown(doc: dict) -> str:
     head = [f"## edgeopt field feedback: {_headline(doc)}", "",
             f"Build `{f['build_dir']}`, field data `{f['data']}` ({f['samples']} samples). Thresholds: saturation "
             f"{t['max_field_saturation']:.2%}, PSI {t['max_field_psi']:g}, accuracy drop {t['max_accuracy_drop'] * 100:.2f} pts.", ""]
+    head += [f"- {note}" for note in f.get("notes", [])] + ([""] if f.get("notes") else [])
     return "\n".join(head) + "\n" + render_markdown.render(doc)
 
 
