@@ -38,6 +38,8 @@ else:  # run as a script from a package, field_capture.py beside it
 
 SCHEMA_VERSION = 1
 FIELD_STATS = "field_stats.json"  # what the monitor writes and edgeopt feedback reads
+DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+          "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 MAX_VALUES = 1 << 16  # values per tensor per sample that go into the histogram (saturation counts all)
 
 
@@ -94,7 +96,7 @@ class FieldMonitor:
         self.stats, self.rate, self.capture = calib_stats, rate, capture
         self.tensors = calib_stats["tensors"]  # name -> {low, high, scale, zero_point, bins, histogram}
         self.session = session or _session(monitor_onnx, threads)
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.inputs = {i.name: DTYPES.get(i.type) for i in self.session.get_inputs()}  # a capture keeps float16
         outputs = [o.name for o in self.session.get_outputs()]
         self.names = [n for n in self.tensors if n in outputs]
         self.missing = [n for n in self.tensors if n not in outputs]
@@ -111,7 +113,8 @@ class FieldMonitor:
         return True
 
     def record(self, feeds: Dict[str, np.ndarray]) -> None:
-        values = self.session.run(self.names, {k: v for k, v in feeds.items() if k in self.inputs})
+        feed = {k: np.asarray(v, dtype=self.inputs[k]) if self.inputs[k] else v for k, v in feeds.items() if k in self.inputs}
+        values = self.session.run(self.names, feed)
         for name, array in zip(self.names, values):
             self.field[name] += counts(array, self.tensors[name])
         self.sampled += len(next(iter(feeds.values())))
@@ -193,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     for sample in samples:
         if "" in sample:
-            sample = {monitor.inputs[0]: sample[""]}
+            sample = {next(iter(monitor.inputs)): sample[""]}
         monitor.observe(sample)
     print(monitor.write(args.out))
     return 0
