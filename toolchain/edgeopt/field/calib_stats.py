@@ -59,12 +59,16 @@ def monitor_model(int8: Path, names: list[str], out: Path) -> None:
 def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "") -> dict:
     """Write the monitor model and calib_stats.json into `folder`; returns the document."""
     tensors = quantized_activations(onnx.load(str(int8), load_external_data=False))
+    stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS, "model_sha256": sha256,
+             "samples": len(data), "calibration_sha256": data.sha256, "tensors": tensors}
+    if not tensors:  # dynamic INT8: ranges are computed per input, nothing is calibrated and nothing clips
+        stats["note"] = "no statically quantized activation (dynamic INT8): no calibrated range to monitor"
+        write_json_atomic(Path(folder) / LAYOUT.calib_stats, stats)
+        return stats
     monitor_path = Path(folder) / LAYOUT.monitor_onnx
     monitor_model(int8, list(tensors), monitor_path)
     for tensor in tensors.values():
         tensor["histogram"] = [0] * (BINS + 2)
-    stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS, "model_sha256": sha256,
-             "samples": len(data), "calibration_sha256": data.sha256, "tensors": tensors}
     observer = monitor.FieldMonitor(str(monitor_path), stats, rate=1.0)
     for row in range(len(data)):
         observer.record(data.batch(row, row + 1))  # batch 1, as deployed
@@ -88,7 +92,7 @@ class CalibStatsStage:
     """CalibStatsFromInt8Onnx: the quantized tensors' ranges from the artifact, histograms from the calibration sample."""
 
     name = "calib_stats"
-    writes = (LAYOUT.calib_stats, LAYOUT.monitor_onnx)
+    writes = (LAYOUT.calib_stats, LAYOUT.monitor_onnx)  # no monitor model for a dynamic INT8 build
 
     def __init__(self, int8: Artifact, calib: Dataset):
         self.int8, self.calib = int8, calib

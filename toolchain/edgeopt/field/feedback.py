@@ -125,6 +125,8 @@ def captured(folder: Path, spec: ModelSpec) -> Dataset:
 
 def observe(build: Build, data: Dataset) -> dict:
     """field_stats of `data` as the monitor records them (every sample)."""
+    if not build.calib_stats["tensors"]:  # dynamic INT8: no monitor model
+        return {"kind": "field_stats", "rate": 1.0, "seen": len(data), "sampled": len(data), "tensors": {}}
     model = verify_artifact(build.folder, build.manifest, LAYOUT.monitor_onnx)
     recorder = monitor.FieldMonitor(str(model), build.calib_stats, rate=1.0)
     for row in range(len(data)):
@@ -192,6 +194,8 @@ def feedback(build_path: Path, field: Path, *, saturation: float | None = None, 
     limits = Thresholds.of(build.target.gates, saturation, psi)
     data = read_field(build, field)
     notes, result = [], None
+    if not build.calib_stats["tensors"]:
+        notes.append(f"{LAYOUT.calib_stats}: {build.calib_stats.get('note') or 'no quantized tensor'}; only fidelity is judged")
     if isinstance(data, dict):
         field_stats = data
         notes.append(f"{Path(field).name}: recorded by the field monitor ({field_stats.get('sampled')} of "

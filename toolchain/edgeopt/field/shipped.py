@@ -16,8 +16,8 @@ MODULES = {LAYOUT.field_monitor_py: ("edgeopt.field.monitor", "field monitor: sa
 
 def field_files(build_dir: Path) -> list[tuple[str, str, bytes | None]]:
     """(name, role, content or None: the build's own file) for an INT8 build with calibration statistics."""
-    if not (Path(build_dir) / LAYOUT.calib_stats).is_file():
-        return []  # an FP32/FP16 build, or one made before issue 22
+    if not (Path(build_dir) / LAYOUT.monitor_onnx).is_file():
+        return []  # an FP32/FP16 build, a dynamic INT8 one (nothing calibrated), or one made before issue 22
     files = [(LAYOUT.calib_stats, "calibration statistics: per quantized tensor, range and histogram", None),
              (LAYOUT.monitor_onnx, "monitor model: the Q/DQ ONNX with its quantized tensors as outputs", None)]
     return files + [(name, role, Path(find_spec(module).origin).read_bytes()) for name, (module, role) in MODULES.items()]
