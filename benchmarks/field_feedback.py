@@ -199,7 +199,7 @@ def main(names: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             results.append(run_case(name, cases[name](work), work))
-            print(f"# {name} done in {results[-1]['seconds']:.0f} s", file=sys.stderr)
+            print(f"# {name} done in {results[-1]['seconds']:.0f} s: {results[-1]}", file=sys.stderr, flush=True)
     print("| model | A/A: resamples with an alert (max PSI, max saturation) | shifted: tensors alerting (max PSI) | "
           "cosine vs FP32 on held-out shifted: before -> after (recovered) | in-distribution cosine cost | "
           "monitor at 1%: interleaved ratio (amortized) | deployable p50 ms, monitor ms per sampled input |")

@@ -91,6 +91,10 @@ def test_bad_input_is_one_line_and_exit_2(example_build, tmp_path):
     other.write_text(json.dumps({"kind": "field_stats", "model_sha256": "0" * 64, "tensors": {}}))
     assert_one_line(*run("feedback", build, "--field", str(other)), 2, "another model")
     assert_one_line(*run("feedback", str(tmp_path), "--field", str(EVAL)), 2, "manifest.json")
+    capture = tmp_path / "cap"
+    capture.mkdir()
+    (capture / "field-000000.npz").symlink_to(EVAL)  # a link leaving the folder the user named
+    assert_one_line(*run("feedback", build, "--field", str(capture)), 2, "leaving")
     assert not (tmp_path / "r").exists()
 
 

@@ -142,3 +142,17 @@ def test_capture_keeps_protected_samples_under_its_caps(tmp_path):
         assert loaded["image"].shape == (1, 3, 32, 32) and loaded["image"].dtype == np.float16
     with pytest.raises(ValueError):
         Capture(str(tmp_path / "bad"), max_samples=0)
+
+
+def test_a_dynamic_int8_model_has_nothing_calibrated_and_no_monitor_model(tmp_path):
+    """Dynamic INT8 (ranges per input, MiniLM's CPU recipe) has no QuantizeLinear with a stored scale."""
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "dyn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])],
+                              [numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "dyn.onnx"))
+    stats = calib_stats.measure(tmp_path / "dyn.onnx", data(8, 0), tmp_path)
+    assert stats["tensors"] == {} and "dynamic" in stats["note"]
+    assert (tmp_path / LAYOUT.calib_stats).is_file() and not (tmp_path / LAYOUT.monitor_onnx).exists()

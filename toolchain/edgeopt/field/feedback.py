@@ -12,7 +12,6 @@ Rendering is field/report.py's; recalibration (--rebuild) is field/recalibrate.p
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +68,14 @@ class Build:
                 "the TensorRT engine is not run here: its Q/DQ ONNX on ONNX Runtime CPU stands for it")
 
 
+JSON_LIMIT = 64 << 20  # a field_stats.json of 10,000 tensors is 6 MB
+
+
 def _json(path: Path, kind: str) -> dict:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{path}: not a readable {kind} document ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(doc, dict) or doc.get("kind") != kind or not isinstance(doc.get("tensors"), dict):
+    from edgeopt.safe_io import read_json
+
+    doc = read_json(path, JSON_LIMIT, f"the {kind} document")
+    if doc.get("kind") != kind or not isinstance(doc.get("tensors"), dict):
         raise BadInput(f"{path}: not a {kind} document (key 'kind' is not '{kind}' or 'tensors' is missing)")
     return doc
 
@@ -99,25 +100,29 @@ def read_field(build: Build, path: Path) -> Dataset | dict:
 
 
 def captured(folder: Path, spec: ModelSpec) -> Dataset:
-    """A capture folder (field/capture.py) as a Dataset in the model's dtypes; no pickle."""
+    """A capture folder (field/capture.py: one .npz per sample; .npy for a single-input model) as
+    one Dataset, each file checked by the .npz reader's rules (names, shapes, dtype kind, header
+    sizes; float16 captures cast to the model's dtype); no pickle, no link leaving the folder."""
+    from edgeopt.data.npz import read_npz
+    from edgeopt.safe_io import check_regular, links_leaving
+
+    leaving = links_leaving(folder)
+    if leaving:
+        raise BadInput(f"{leaving[0]}: a link leaving the --field folder {folder}; edgeopt reads only what you named")
+    parts = []
+    for path in sorted(folder.glob("*.np[yz]")):
+        if path.suffix == ".npz":
+            parts.append(read_npz(path, spec.inputs).inputs)
+            continue
+        if len(spec.inputs) != 1:
+            raise BadInput(f"{path}: a .npy sample holds one array; the model has {len(spec.inputs)} inputs (capture .npz)")
+        try:
+            array = np.load(check_regular(path, "a captured sample"), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise BadInput(f"{path}: not a readable .npy ({exc.__class__.__name__}: {exc})") from None
+        parts.append({spec.inputs[0].name: array if array.ndim == len(spec.inputs[0].shape) else array[None]})
     try:
-        samples = monitor.read_samples(str(folder))
-    except (OSError, ValueError, EOFError) as exc:
-        raise BadInput(f"{folder}: a captured sample is not a readable .npz/.npy ({exc.__class__.__name__}: {exc})") from None
-    names = [i.name for i in spec.inputs]
-    rows: dict[str, list] = {n: [] for n in names}
-    for sample in samples:
-        if "" in sample and len(names) == 1:
-            sample = {names[0]: sample[""]}
-        missing = [n for n in names if n not in sample]
-        if missing:
-            raise BadInput(f"{folder}: a captured sample has no array for model input '{missing[0]}'")
-        for n, i in zip(names, spec.inputs):
-            array = np.asarray(sample[n])
-            expected = len(i.shape)
-            rows[n].append(array if array.ndim == expected else array[None])
-    try:
-        inputs = {i.name: np.concatenate(rows[i.name]).astype(i.dtype) for i in spec.inputs}
+        inputs = {i.name: np.concatenate([p[i.name] for p in parts]).astype(i.dtype) for i in spec.inputs}
     except ValueError as exc:
         raise BadInput(f"{folder}: captured samples have different shapes ({exc})") from None
     return Dataset(inputs, None, folder)
