@@ -155,7 +155,7 @@ def _calib_stats(run: BuildRun):
         return None
     from edgeopt.field.calib_stats import CalibStatsStage  # onnx, onnxruntime: only when a stage must run
 
-    return CalibStatsStage(run.int8, run.data.calib)  # issue 22: the field monitor's ranges and histograms
+    return CalibStatsStage(run.int8, run.data.calib, run.fp32)  # issue 22: the field monitor's ranges and histograms
 
 
 def _compile(run: BuildRun):

@@ -48,6 +48,31 @@ def quantized_activations(model: onnx.ModelProto) -> dict[str, dict]:
     return found
 
 
+def activation_bounds(fp32: onnx.ModelProto, names: list[str]) -> dict[str, list]:
+    """name -> [low, high] (None: unbounded) where the FP32 graph computes the tensor with a Relu or
+    Clip: ONNX Runtime's quantizer folds such an activation into the QuantizeLinear (the Q/DQ graph's
+    tensor is then the value before it), so values beyond the activation's own bounds are the
+    activation doing its work (ReLU6 above 6), not clipping; the monitor applies them first."""
+    consts = {i.name: numpy_helper.to_array(i) for i in fp32.graph.initializer}
+    for node in fp32.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    producer = {out: node for node in fp32.graph.node for out in node.output}
+    bounds = {}
+    for name in names:
+        node = producer.get(name)
+        if node is None or node.op_type not in ("Relu", "Clip"):
+            continue
+        if node.op_type == "Relu":
+            bounds[name] = [0.0, None]
+            continue
+        attrs = {a.name: a.f for a in node.attribute}
+        value = lambda i, key: (float(consts[node.input[i]].ravel()[0]) if len(node.input) > i and node.input[i] in consts  # noqa: E731
+                                else attrs.get(key))
+        bounds[name] = [value(1, "min"), value(2, "max")]
+    return bounds
+
+
 def monitor_model(int8: Path, names: list[str], out: Path) -> None:
     """The Q/DQ ONNX with `names` also as (float) graph outputs."""
     model = onnx.load(str(int8))
@@ -56,9 +81,12 @@ def monitor_model(int8: Path, names: list[str], out: Path) -> None:
     onnx.save(model, str(out))
 
 
-def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "") -> dict:
+def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "", fp32: Path | None = None) -> dict:
     """Write the monitor model and calib_stats.json into `folder`; returns the document."""
     tensors = quantized_activations(onnx.load(str(int8), load_external_data=False))
+    if fp32 is not None and tensors:
+        for name, bound in activation_bounds(onnx.load(str(fp32), load_external_data=False), list(tensors)).items():
+            tensors[name]["activation"] = bound
     stats = {"schema_version": monitor.SCHEMA_VERSION, "kind": "calib_stats", "bins": BINS, "model_sha256": sha256,
              "samples": len(data), "calibration_sha256": data.sha256, "tensors": tensors}
     if not tensors:  # dynamic INT8: ranges are computed per input, nothing is calibrated and nothing clips
@@ -94,17 +122,17 @@ class CalibStatsStage:
     name = "calib_stats"
     writes = (LAYOUT.calib_stats, LAYOUT.monitor_onnx)  # no monitor model for a dynamic INT8 build
 
-    def __init__(self, int8: Artifact, calib: Dataset):
-        self.int8, self.calib = int8, calib
-        self.reads = (int8.name,)
+    def __init__(self, int8: Artifact, calib: Dataset, fp32: Artifact | None = None):
+        self.int8, self.calib, self.fp32 = int8, calib, fp32
+        self.reads = (int8.name,) + ((fp32.name,) if fp32 else ())
 
     def params(self) -> dict:
         return {"bins": BINS, "max_values": monitor.MAX_VALUES, "batch": 1}
 
     def inputs(self) -> dict:
-        return {"onnx_int8": self.int8.sha256, "calib": self.calib.sha256}
+        return {"onnx_int8": self.int8.sha256, "calib": self.calib.sha256, "onnx_fp32": self.fp32.sha256 if self.fp32 else None}
 
     def run(self, folder: Path) -> CalibStatsResult:
-        stats = measure(self.int8.path, self.calib, folder, self.int8.sha256)
+        stats = measure(self.int8.path, self.calib, folder, self.int8.sha256, self.fp32.path if self.fp32 else None)
         return CalibStatsResult(tensors=len(stats["tensors"]), samples=stats["samples"],
                                 bytes=(Path(folder) / LAYOUT.calib_stats).stat().st_size)

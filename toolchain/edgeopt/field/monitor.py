@@ -54,6 +54,9 @@ def counts(values: np.ndarray, tensor: dict) -> np.ndarray:
     """[below range, bin 0 .. bin n-1, above range]: one pass, no sort. Saturation (below +
     above) counts every value; the in-range bins a deterministic stride of at most MAX_VALUES."""
     values = np.asarray(values, dtype=np.float32).ravel()
+    if tensor.get("activation") and any(b is not None for b in tensor["activation"]):  # a Relu/Clip folded into the quantizer: its own bounds first (calib_stats.py)
+        low_bound, high_bound = tensor["activation"]
+        values = np.clip(values, low_bound, high_bound)
     bins, half = tensor["bins"], tensor["scale"] / 2
     low, high = tensor["low"] - half, tensor["high"] + half
     below, above = int(np.count_nonzero(values < low)), int(np.count_nonzero(values > high))
