@@ -156,3 +156,17 @@ def test_a_dynamic_int8_model_has_nothing_calibrated_and_no_monitor_model(tmp_pa
     stats = calib_stats.measure(tmp_path / "dyn.onnx", data(8, 0), tmp_path)
     assert stats["tensors"] == {} and "dynamic" in stats["note"]
     assert (tmp_path / LAYOUT.calib_stats).is_file() and not (tmp_path / LAYOUT.monitor_onnx).exists()
+
+
+def test_an_activation_folded_into_the_quantizer_is_not_counted_as_clipping(tmp_path):
+    """ReLU6 as Clip(0, 6) in FP32; the Q/DQ graph's tensor is the value before it (the quantizer
+    does the clip): values above 6 there are the activation's work, only values past 6 after it clip."""
+    nodes = [helper.make_node("Mul", ["x", "two"], ["pre"]), helper.make_node("Clip", ["pre", "lo", "hi"], ["h"])]
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("two", 2.0), ("lo", 0.0), ("hi", 6.0))]
+    graph = helper.make_graph(nodes, "fp32", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, [None, 16])], inits)
+    assert calib_stats.activation_bounds(helper.make_model(graph), ["h", "x"]) == {"h": [0.0, 6.0]}
+    tensor = {"low": 0.0, "high": 6.0, "scale": 6 / 255, "bins": 4}
+    values = np.array([-3.0, 1.0, 5.0, 9.0])
+    assert monitor.counts(values, tensor)[-1] == 1  # as a plain range: 9 clips
+    assert monitor.counts(values, {**tensor, "activation": [0.0, 6.0]})[-1] == 0  # ReLU6 made it 6
