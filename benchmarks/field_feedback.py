@@ -92,7 +92,7 @@ def as_dataset(build: Build, data) -> Dataset:
 
 def per_sample(build: Build, data: Dataset) -> dict[str, np.ndarray]:
     """Each sample's histogram per tensor (samples x bins): A/A resamples are sums of rows."""
-    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.monitor_onnx), build.calib_stats, rate=1.0)
+    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.int8_onnx), build.calib_stats, rate=1.0)
     rows = {n: [] for n in recorder.names}
     for row in range(len(data)):
         recorder.field = {n: np.zeros_like(v) for n, v in recorder.field.items()}
@@ -118,7 +118,7 @@ def overhead(build: Build, data: Dataset, rate: float = 0.01, blocks: int = 12, 
     deployed, _ = build.deployed
     threads = host.default_threads(build.target)
     sess = runtime.session(deployed, threads=threads)
-    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.monitor_onnx), build.calib_stats, rate=rate, seed=0)
+    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.int8_onnx), build.calib_stats, rate=rate, seed=0)
     names = {i.name for i in sess.get_inputs()}
     feeds = [{k: v for k, v in data.batch(i, i + 1).items() if k in names} for i in range(min(len(data), 32))]
     ratios, plain_ms = [], []
@@ -145,7 +145,7 @@ def overhead(build: Build, data: Dataset, rate: float = 0.01, blocks: int = 12, 
 
 def monitor_only(build: Build, data: Dataset) -> dict:
     """A GPU target: the engine is not here; what the monitor costs on CPU per sampled input."""
-    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.monitor_onnx), build.calib_stats, rate=1.0)
+    recorder = monitor.FieldMonitor(str(build.folder / LAYOUT.int8_onnx), build.calib_stats, rate=1.0)
     feeds = [data.batch(i, i + 1) for i in range(16)]
     recorder.record(feeds[0])
     start = time.perf_counter()

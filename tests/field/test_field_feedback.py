@@ -46,7 +46,7 @@ def test_a_build_carries_its_calibration_statistics(example_build):
     folder = Path(example_build["build_dir"])
     manifest = json.loads((folder / LAYOUT.manifest).read_text())
     listed = {a["path"] for a in manifest["artifacts"]}
-    assert {LAYOUT.calib_stats, LAYOUT.monitor_onnx} <= listed
+    assert LAYOUT.calib_stats in listed
     stats = json.loads((folder / LAYOUT.calib_stats).read_text())
     assert len(stats["tensors"]) >= 8 and stats["samples"] == 256
     assert (folder / LAYOUT.calib_stats).stat().st_size / len(stats["tensors"]) < 1500  # bytes per tensor
@@ -105,7 +105,7 @@ def test_the_packaged_monitor_runs_as_a_script_and_feedback_reads_its_report(exa
     (build / "captured").mkdir(exist_ok=True)  # a capture folder left in the build: never packaged
     (build / "captured" / "field-000000.npz").write_bytes(b"not for shipping")
     result = package(build, tmp_path / "dist")
-    assert {LAYOUT.calib_stats, LAYOUT.monitor_onnx, LAYOUT.field_monitor_py, LAYOUT.field_capture_py} <= set(result.files)
+    assert {LAYOUT.calib_stats, LAYOUT.int8_onnx, LAYOUT.field_monitor_py, LAYOUT.field_capture_py} <= set(result.files)
     assert not any("captured" in name or name.startswith("field-") for name in result.files)
     with tarfile.open(result.path) as tar:
         tar.extractall(tmp_path / "device", filter="data")
@@ -115,7 +115,7 @@ def test_the_packaged_monitor_runs_as_a_script_and_feedback_reads_its_report(exa
         for image in night(d["image"][:60]):
             capture.save({"image": image[None]})
     assert capture.saved == 40  # the cap
-    script = subprocess.run([sys.executable, "-I", str(device / LAYOUT.field_monitor_py), str(device / LAYOUT.monitor_onnx),
+    script = subprocess.run([sys.executable, "-I", str(device / LAYOUT.field_monitor_py), str(device / LAYOUT.int8_onnx),
                              str(device / LAYOUT.calib_stats), "--field", str(tmp_path / "seen"), "--out",
                              str(tmp_path / "field_stats.json")], capture_output=True, text=True, cwd=tmp_path)
     assert script.returncode == 0, script.stderr

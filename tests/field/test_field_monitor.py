@@ -57,7 +57,7 @@ def record(folder: Path, dataset: Dataset) -> dict:
     import json
 
     doc = json.loads((folder / LAYOUT.calib_stats).read_text())
-    recorder = monitor.FieldMonitor(str(folder / LAYOUT.monitor_onnx), doc, rate=1.0)
+    recorder = monitor.FieldMonitor(str(folder / LAYOUT.int8_onnx), doc, rate=1.0)
     for row in range(len(dataset)):
         recorder.record(dataset.batch(row, row + 1))
     return recorder.document()["tensors"]["h"]
@@ -105,7 +105,7 @@ def test_sampling_runs_the_monitor_on_the_rate_share_deterministically(stats):
     doc = json.loads((stats / LAYOUT.calib_stats).read_text())
     runs = []
     for _ in range(2):
-        m = monitor.FieldMonitor(str(stats / LAYOUT.monitor_onnx), doc, rate=0.01, seed=3)
+        m = monitor.FieldMonitor(str(stats / LAYOUT.int8_onnx), doc, rate=0.01, seed=3)
         runs.append([m.observe({"x": np.zeros((1, 16), np.float32)}) for _ in range(2000)])
     assert runs[0] == runs[1] and 5 <= sum(runs[0]) <= 40
 
@@ -144,7 +144,7 @@ def test_capture_keeps_protected_samples_under_its_caps(tmp_path):
         Capture(str(tmp_path / "bad"), max_samples=0)
 
 
-def test_a_dynamic_int8_model_has_nothing_calibrated_and_no_monitor_model(tmp_path):
+def test_a_dynamic_int8_model_has_nothing_calibrated(tmp_path):
     """Dynamic INT8 (ranges per input, MiniLM's CPU recipe) has no QuantizeLinear with a stored scale."""
     graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "dyn",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
@@ -155,7 +155,7 @@ def test_a_dynamic_int8_model_has_nothing_calibrated_and_no_monitor_model(tmp_pa
     onnx.save(model, str(tmp_path / "dyn.onnx"))
     stats = calib_stats.measure(tmp_path / "dyn.onnx", data(8, 0), tmp_path)
     assert stats["tensors"] == {} and "dynamic" in stats["note"]
-    assert (tmp_path / LAYOUT.calib_stats).is_file() and not (tmp_path / LAYOUT.monitor_onnx).exists()
+    assert (tmp_path / LAYOUT.calib_stats).is_file()
 
 
 def test_an_activation_folded_into_the_quantizer_is_not_counted_as_clipping(tmp_path):
@@ -170,3 +170,18 @@ def test_an_activation_folded_into_the_quantizer_is_not_counted_as_clipping(tmp_
     values = np.array([-3.0, 1.0, 5.0, 9.0])
     assert monitor.counts(values, tensor)[-1] == 1  # as a plain range: 9 clips
     assert monitor.counts(values, {**tensor, "activation": [0.0, 6.0]})[-1] == 0  # ReLU6 made it 6
+
+
+def test_exposing_without_onnx_equals_the_onnx_edit(tmp_path):
+    """The monitor adds outputs by appending to the serialized model (no onnx on the device):
+    the same names and bit-identical values as the model edited with the onnx package."""
+    import onnxruntime as ort
+
+    path = qdq_model(tmp_path / "m.onnx")
+    edited = onnx.load(str(path))
+    edited.graph.output.extend([helper.make_tensor_value_info("h", TensorProto.FLOAT, None)])
+    x = {"x": np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)}
+    ours = ort.InferenceSession(monitor.exposing(path.read_bytes(), ["h"]), providers=["CPUExecutionProvider"])
+    theirs = ort.InferenceSession(edited.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert [o.name for o in ours.get_outputs()] == ["y", "h"]
+    assert all(np.array_equal(a, b) for a, b in zip(ours.run(None, x), theirs.run(None, x)))

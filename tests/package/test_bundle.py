@@ -54,7 +54,7 @@ def test_cpu_bundle_holds_the_onnxruntime_model_and_its_settings(example_build, 
     build_dir = Path(example_build["build_dir"])
     result = package(build_dir, tmp_path)
     assert result.files == ["SHA256SUMS", "calib_stats.json", "field_capture.py", "field_monitor.py", "manifest.json",
-                            "metrics.json", "model.deployable.onnx", "model.monitor.onnx", "package.json", "report.md",
+                            "metrics.json", "model.deployable.onnx", "model.int8.onnx", "package.json", "report.md",
                             "session.json"]
     members = _members(result.path)
     root = result.name

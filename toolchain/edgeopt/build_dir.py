@@ -61,9 +61,8 @@ class BuildLayout:
     layer_report: str = "layers.json"  # per-layer precision and DLA/GPU placement (engine inspector)
     eval_inputs: str = "eval_inputs.npz"
     eval_fp32_outputs: str = "eval_fp32_outputs.npz"
-    # field feedback (issue 22, field/): calibration statistics and the monitor model, in builds and packages
+    # field feedback (issue 22, field/): calibration statistics, in builds and packages, and the monitor
     calib_stats: str = "calib_stats.json"
-    monitor_onnx: str = "model.monitor.onnx"
     field_monitor_py: str = "field_monitor.py"  # field/monitor.py: numpy + ONNX Runtime, beside the model
     field_capture_py: str = "field_capture.py"  # field/capture.py, which it imports
     # Triton model repository (package/triton.py): <model>/config.pbtxt and <model>/1/<file>

@@ -3,11 +3,11 @@ its QuantizeLinear can represent (read from the artifact's own scale and zero po
 range as deployed, whatever recipe chose it) and a compact histogram of the calibration data over
 that range (64 bins plus below/above counts: under 1 kB of JSON per tensor).
 
-The histograms are measured on the monitor model: the Q/DQ ONNX with those activations also as
-graph outputs (LAYOUT.monitor_onnx). Not the FP32 ONNX, because the Q/DQ graph's tensors are the
-quantizer's own (a graph output's QuantizeLinear input, a SmoothQuant-scaled activation exist
-only there), they carry the upstream quantization error as deployed, and the file is a quarter of
-the FP32 one to ship; the field monitor (field/monitor.py) runs the same model on the device.
+The histograms are measured on the Q/DQ ONNX itself with those activations exposed as outputs
+(field/monitor.py `exposing`), exactly as the field monitor measures on the device. Not on the
+FP32 ONNX: the Q/DQ graph's tensors are the quantizer's own (a graph output's QuantizeLinear
+input, a SmoothQuant-scaled activation exist only there), they carry the upstream quantization
+error as deployed, and a GPU package ships the Q/DQ ONNX already (no second model to ship).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from pydantic import BaseModel
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from edgeopt.build_dir import LAYOUT, Artifact, write_json_atomic
 from edgeopt.data.dataset import Dataset
@@ -73,16 +73,8 @@ def activation_bounds(fp32: onnx.ModelProto, names: list[str]) -> dict[str, list
     return bounds
 
 
-def monitor_model(int8: Path, names: list[str], out: Path) -> None:
-    """The Q/DQ ONNX with `names` also as (float) graph outputs."""
-    model = onnx.load(str(int8))
-    known = {o.name for o in model.graph.output}
-    model.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in known)
-    onnx.save(model, str(out))
-
-
 def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "", fp32: Path | None = None) -> dict:
-    """Write the monitor model and calib_stats.json into `folder`; returns the document."""
+    """Write calib_stats.json into `folder`; returns the document."""
     tensors = quantized_activations(onnx.load(str(int8), load_external_data=False))
     if fp32 is not None and tensors:
         for name, bound in activation_bounds(onnx.load(str(fp32), load_external_data=False), list(tensors)).items():
@@ -93,11 +85,9 @@ def measure(int8: Path, data: Dataset, folder: Path, sha256: str = "", fp32: Pat
         stats["note"] = "no statically quantized activation (dynamic INT8): no calibrated range to monitor"
         write_json_atomic(Path(folder) / LAYOUT.calib_stats, stats)
         return stats
-    monitor_path = Path(folder) / LAYOUT.monitor_onnx
-    monitor_model(int8, list(tensors), monitor_path)
     for tensor in tensors.values():
         tensor["histogram"] = [0] * (BINS + 2)
-    observer = monitor.FieldMonitor(str(monitor_path), stats, rate=1.0)
+    observer = monitor.FieldMonitor(str(int8), stats, rate=1.0)
     for row in range(len(data)):
         observer.record(data.batch(row, row + 1))  # batch 1, as deployed
     for name in observer.names:
@@ -120,7 +110,7 @@ class CalibStatsStage:
     """CalibStatsFromInt8Onnx: the quantized tensors' ranges from the artifact, histograms from the calibration sample."""
 
     name = "calib_stats"
-    writes = (LAYOUT.calib_stats, LAYOUT.monitor_onnx)  # no monitor model for a dynamic INT8 build
+    writes = (LAYOUT.calib_stats,)
 
     def __init__(self, int8: Artifact, calib: Dataset, fp32: Artifact | None = None):
         self.int8, self.calib, self.fp32 = int8, calib, fp32

@@ -130,9 +130,9 @@ def captured(folder: Path, spec: ModelSpec) -> Dataset:
 
 def observe(build: Build, data: Dataset) -> dict:
     """field_stats of `data` as the monitor records them (every sample)."""
-    if not build.calib_stats["tensors"]:  # dynamic INT8: no monitor model
+    if not build.calib_stats["tensors"]:  # dynamic INT8: nothing calibrated to monitor
         return {"kind": "field_stats", "rate": 1.0, "seen": len(data), "sampled": len(data), "tensors": {}}
-    model = verify_artifact(build.folder, build.manifest, LAYOUT.monitor_onnx)
+    model = verify_artifact(build.folder, build.manifest, LAYOUT.int8_onnx)
     recorder = monitor.FieldMonitor(str(model), build.calib_stats, rate=1.0)
     for row in range(len(data)):
         recorder.record(data.batch(row, row + 1))

@@ -185,7 +185,7 @@ def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path 
     needs = package_needs(backend, build_dir, Manifest.of(manifest))  # the backend says which files
     for name, role in needs.files:
         add(name, role)
-    for name, role, content in field_files(build_dir):  # issue 22: calibration statistics and the field monitor
+    for name, role, content in field_files(build_dir, entries):  # issue 22: calibration statistics and the field monitor
         add(name, role, content)
     if needs.device_runner:
         for name, content in evaluation_files(build_dir, manifest, eval_path).items():
