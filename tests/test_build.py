@@ -75,7 +75,7 @@ def test_repeated_build_is_served_from_cache_without_importing_torch(example_bui
     env = {"EDGEOPT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin", **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report == {"code": 0, "cached": [True] * 5, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
+    assert report == {"code": 0, "cached": [True] * 6, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
 
 
 def test_changing_only_the_target_reuses_load_and_export(example_build, tmp_path):
