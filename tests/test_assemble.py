@@ -37,7 +37,7 @@ def test_the_folder_digest_has_at_least_16_hex_digits():
 def test_dry_run_lists_keys_and_cache_hits(example_build, tmp_path):
     result = run_cli("build", "--dry-run", "--json", "--out", str(tmp_path / "x"), "--latency-seconds", "0.2")
     rows = json.loads(result.stdout)["stages"]
-    assert [r["name"] for r in rows] == ["load", "export", "quantize", "compile", "validate"]
+    assert [r["name"] for r in rows] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert all(r["cached"] for r in rows) and all(len(r["key"]) == 64 for r in rows)
     assert not (tmp_path / "x").exists()  # a dry run builds nothing
     cold = run_cli("build", "--dry-run", "--json", "--calib-method", "percentile")

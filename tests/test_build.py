@@ -33,7 +33,7 @@ def test_json_document_has_the_design_keys(example_build):
         latency = doc["metrics"][precision]["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
     assert doc["engine"]["status"] == "not_applicable"
-    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert doc["gates"][0]["name"] == "max_accuracy_drop" and doc["gates"][0]["passed"] is True
 
 
@@ -49,7 +49,7 @@ def test_manifest_records_every_artifact_with_its_hash(example_build):
     for path, entry in listed.items():
         assert sha256_file(build_dir / path) == entry["sha256"]
         assert (build_dir / path).stat().st_size == entry["bytes"]
-    assert [s["name"] for s in manifest["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert [s["name"] for s in manifest["stages"]] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert not list(build_dir.parent.glob(".*partial*")), "a staging folder was left behind"
 
 
@@ -75,7 +75,7 @@ def test_repeated_build_is_served_from_cache_without_importing_torch(example_bui
     env = {"EDGEOPT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin", **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report == {"code": 0, "cached": [True] * 5, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
+    assert report == {"code": 0, "cached": [True] * 6, "torch": False, "acc": example_build["metrics"]["int8"]["accuracy"]}
 
 
 def test_changing_only_the_target_reuses_load_and_export(example_build):

@@ -35,7 +35,7 @@ def test_classifier_builds_int8_with_accuracy_and_latency(classifier_cpu):
     assert int8["accuracy"] >= fp32["accuracy"] - 0.02 and int8["agreement"] >= 0.97
     assert int8["latency_ms"]["p50"] > 0 and fp32["latency_ms"]["p50"] > 0
     assert Path(doc["artifacts"]["onnx_int8"]).is_file() and Path(doc["artifacts"]["deployable"]).is_file()
-    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "compile", "validate"]
+    assert [s["name"] for s in doc["stages"]] == ["load", "export", "quantize", "calib_stats", "compile", "validate"]
     assert doc["warnings"] == [], "calibration and evaluation texts are disjoint"
 
 

@@ -53,8 +53,9 @@ def _sums(members: dict, root: str) -> dict[str, str]:
 def test_cpu_bundle_holds_the_onnxruntime_model_and_its_settings(example_build, tmp_path):
     build_dir = Path(example_build["build_dir"])
     result = package(build_dir, tmp_path)
-    assert result.files == ["SHA256SUMS", "manifest.json", "metrics.json", "model.deployable.onnx",
-                            "package.json", "provenance.json", "report.md", "sbom.cdx.json", "session.json"]
+    assert result.files == ["SHA256SUMS", "calib_stats.json", "field_capture.py", "field_monitor.py", "manifest.json",
+                            "metrics.json", "model.deployable.onnx", "model.int8.onnx", "package.json", "provenance.json",
+                            "report.md", "sbom.cdx.json", "session.json"]
     members = _members(result.path)
     root = result.name
     assert members[f"{root}/model.deployable.onnx"][1] == (build_dir / "model.deployable.onnx").read_bytes()

@@ -34,7 +34,7 @@ def test_an_intact_package_verifies(gpu_package):
     result = run_cli("verify", str(gpu_package), "--json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["problems"] == [] and document["files"] == 16  # with run_on_device.py and the modules beside it, provenance, SBOM, no FP32 ONNX
+    assert document["problems"] == [] and document["files"] == 19  # with run_on_device.py and the modules beside it, the field monitor (3 files), provenance, SBOM, no FP32 ONNX
     assert document["signature"] == "unsigned" and "provenance" not in document  # the statement only with --show
     assert document["device"] == {"checked": False, "note": "TensorRT is not installed here: device compatibility not checked"}
 

@@ -135,7 +135,7 @@ def test_build_with_pruning_reports_before_and_after(tmp_path):
     code, doc, stderr = build_json("--prune", "0.5", "--finetune-data", str(CALIB), "--finetune-steps", "40",
                                    "--target", "cpu-x86-avx2", "--out", str(tmp_path / "b"), *FAST)
     assert code == 0, stderr
-    assert [s["name"] for s in doc["stages"]] == ["load", "prune", "export", "quantize", "compile", "validate", "unpruned"]
+    assert [s["name"] for s in doc["stages"]] == ["load", "prune", "export", "quantize", "calib_stats", "compile", "validate", "unpruned"]
     assert doc["model"]["params_before_prune"] == 666282 and doc["model"]["params"] < 0.6 * 666282
     section = doc["prune"]
     assert section["before"]["params"] == 666282 and section["after"]["params"] == doc["model"]["params"]

@@ -29,7 +29,7 @@ def default_out(options, model_name: str, target_name: str) -> Path:
         parts.append(precision)
     defaults = type(options)()
     changed = {name: getattr(options, name) for name in (
-        "calib", "eval", "input_shapes", "calib_samples", "calib_method", "max_accuracy_drop", "prune_importance",
+        "calib", "extra_calib", "eval", "input_shapes", "calib_samples", "calib_method", "max_accuracy_drop", "prune_importance",
         "prune_ignore", "finetune_data", "finetune_steps", "seed", "task", "seq_len", "reader")
         if getattr(options, name) != getattr(defaults, name)}
     if changed:

@@ -66,6 +66,10 @@ class BuildLayout:
     release_builds: str = "builds"  # a release folder's builds/<model>/<target>/ (release.py)
     eval_inputs: str = "eval_inputs.npz"
     eval_fp32_outputs: str = "eval_fp32_outputs.npz"
+    # field feedback (issue 22, field/): calibration statistics, in builds and packages, and the monitor
+    calib_stats: str = "calib_stats.json"
+    field_monitor_py: str = "field_monitor.py"  # field/monitor.py: numpy + ONNX Runtime, beside the model
+    field_capture_py: str = "field_capture.py"  # field/capture.py, which it imports
     # Triton model repository (package/triton.py): <model>/config.pbtxt and <model>/1/<file>
     triton_config: str = "config.pbtxt"
     triton_onnx: str = "model.onnx"

@@ -49,6 +49,8 @@ class BuildOptions(BaseModel):
     model: str | None = Field(None, description="model reference; none: the bundled example")
     target: str = Field("cpu", description="profile name or alias; cpu = this host")
     calib: Path | None = Field(None, description="calibration data")
+    extra_calib: tuple[Path, ...] = Field((), description="more calibration sources (--calib repeated, e.g. field samples): "
+                                          "a deterministic sample of at most a quarter of the calibration set (data/build_data.py)")
     eval: Path | None = Field(None, description="evaluation data (labels optional)")
     out: Path | None = Field(None, description="build directory; default build/<model>/<target>[-variant]")
     targets_dir: Path | None = None
@@ -156,7 +158,7 @@ class Pipeline:
         run = self._start()
         self._step(run, LOAD)
         run.spec = with_overrides(run.loaded.spec, None if run.hf else o.task, o.metric)
-        run.data = load_build_data(*run.data_paths, run.spec, run.reader, o.calib_samples, o.seed)
+        run.data = load_build_data(*run.data_paths, run.spec, run.reader, o.calib_samples, o.seed, extra=o.extra_calib)
         run.warnings += list(run.data.warnings) + run.spec.notes  # shape decisions (a static program's own batch)
         for step in STEPS:
             self._step(run, step)

@@ -150,6 +150,14 @@ def _keep_quantized(run: BuildRun, output: StageOutput) -> None:
     run.calibration_cache = output.artifact(LAYOUT.tensorrt_calibration_cache)
 
 
+def _calib_stats(run: BuildRun):
+    if run.int8 is None or run.target.build.precision != "int8":
+        return None
+    from edgeopt.field.calib_stats import CalibStatsStage  # onnx, onnxruntime: only when a stage must run
+
+    return CalibStatsStage(run.int8, run.data.calib, run.fp32)  # issue 22: the field monitor's ranges and histograms
+
+
 def _compile(run: BuildRun):
     run.backend = run.make_backend()
     sparsity = True if run.prune_request and run.prune_request[0] == "2:4" else None  # None: the profile's
@@ -183,6 +191,7 @@ STEPS: tuple[Step, ...] = (
     Step("prune", _prune, _keep_prune),
     Step("export", _export, _keep_fp32),
     Step("quantize", _quantize, _keep_quantized),  # or fp16, or nothing (fp32 builds)
+    Step("calib_stats", _calib_stats),  # INT8 builds only
     Step("compile", _compile, _keep_compiled),
     Step("validate", _validate, _keep_metrics),
     Step("unpruned", _unpruned),

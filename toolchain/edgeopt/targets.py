@@ -108,6 +108,9 @@ class Gates(_Strict):
     max_perplexity_increase: float = Field(0.01, ge=0, description="LLM: deployed perplexity / FP32's - 1, as a fraction")
     min_greedy_agreement: float | None = Field(None, ge=0, le=1, description="LLM: share of greedy tokens equal to FP32's")
     min_speedup: float | None = Field(None, gt=0, description="FP32 p50 / deployable p50 on the host")
+    # field feedback (issue 22): `edgeopt feedback` alerts (exit 1) when a quantized tensor crosses one
+    max_field_saturation: float = Field(0.01, ge=0, le=1, description="field: share of a quantized tensor's values outside its calibrated range")
+    max_field_psi: float = Field(0.25, ge=0, description="field: population stability index of a quantized tensor vs calibration (0.25: a major shift)")
 
 
 class TargetProfile(_Strict):

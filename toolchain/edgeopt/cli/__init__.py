@@ -14,6 +14,7 @@ from edgeopt.cli.cache import cache
 from edgeopt.cli.common import Group
 from edgeopt.cli.doctor import doctor
 from edgeopt.cli.engine import engine
+from edgeopt.cli.feedback import feedback_command
 from edgeopt.cli.measure import bench_command, report_command
 from edgeopt.cli.release import keygen_command, matrix_command, package_command, release_command, verify_command
 from edgeopt.cli.targets import targets
@@ -27,5 +28,5 @@ def main(debug: bool) -> None:
 
 
 for command in (build, targets, engine, bench_command, report_command, package_command, verify_command,
-                release_command, matrix_command, cache, doctor, keygen_command):
+                release_command, matrix_command, cache, doctor, keygen_command, feedback_command):
     main.add_command(command)

@@ -76,7 +76,7 @@ class _Progress:
 @click.command()
 @click.argument("model", required=False)
 @click.option("--target", "-t", default="cpu", show_default=True, help="Target profile name or alias; cpu = this host.")
-@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data (.npz, an image folder, or .txt/.jsonl texts).")
+@click.option("--calib", multiple=True, type=click.Path(path_type=Path), help="Calibration data (.npz, an image folder, or .txt/.jsonl texts); repeat to add sources (field samples): those after the first make at most a quarter of the calibration sample.")
 @click.option("--eval", "eval_", type=click.Path(path_type=Path), help="Evaluation data (.npz, an image folder, or .txt/.jsonl texts; labels optional).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Build directory [default: build/<model>/<target>].")
 @click.option("--input-shape", "input_shapes", multiple=True, help="NAME=1x3x224x224 or NAME:1x3x224x224 (repeatable).")
@@ -162,5 +162,7 @@ def build_options(params: dict) -> dict:
     """The command's options as BuildOptions fields (the one place their names are translated)."""
     params = dict(params)
     prune_settings = params.pop("prune_settings")
-    renamed = {"eval": params.pop("eval_"), "use_cache": not params.pop("no_cache")}
+    calib = tuple(params.pop("calib") or ())  # --calib repeated (issue 22): the first, then extra sources
+    renamed = {"eval": params.pop("eval_"), "use_cache": not params.pop("no_cache"),
+               "calib": calib[0] if calib else None, "extra_calib": calib[1:]}
     return {**params, **renamed, **prune_settings}

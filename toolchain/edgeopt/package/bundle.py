@@ -28,6 +28,7 @@ from edgeopt.assemble import slug
 from edgeopt.backends import package_needs
 from edgeopt.build_dir import LAYOUT, Manifest, find_build, read_build, verify_artifact
 from edgeopt.errors import BadInput
+from edgeopt.field.shipped import field_files
 from edgeopt.hashing import sha256_file
 from edgeopt.package.archive import EXECUTABLE, REGULAR, Content, write_archive
 from edgeopt.package.signing import device_check_lines
@@ -192,6 +193,8 @@ def bundle_files(build_dir: Path, manifest: dict, backend: str, eval_path: Path 
     needs = package_needs(backend, build_dir, Manifest.of(manifest))  # the backend says which files
     for name, role in needs.files:
         add(name, role)
+    for name, role, content in field_files(build_dir, entries):  # issue 22: calibration statistics and the field monitor
+        add(name, role, content)
     if needs.device_runner:
         for name, content in evaluation_files(build_dir, manifest, eval_path).items():
             add(name, "evaluation inputs" if name == LAYOUT.eval_inputs else "FP32 outputs on the evaluation inputs", content)
