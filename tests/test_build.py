@@ -110,7 +110,7 @@ def test_corrupt_cache_entry_is_rebuilt(example_build, tmp_path, cache_dir):
     code, doc, _ = build_json("--out", str(tmp_path / "healed"), *FAST)
     assert code == 0
     assert {s["name"]: s["cached"] for s in doc["stages"]} == {
-        "load": True, "export": True, "quantize": True, "compile": False, "validate": True}
+        "load": True, "export": True, "quantize": True, "calib_stats": True, "compile": False, "validate": True}
     onnxruntime.InferenceSession(doc["artifacts"]["deployable"], providers=["CPUExecutionProvider"])
 
 

@@ -40,5 +40,7 @@ def test_dry_run_of_a_built_example_serves_every_stage_from_the_cache(example_bu
 
 
 def test_build_options_renames_the_commands_own_names():
-    assert build_options({"eval_": Path("e.npz"), "no_cache": False, "prune_settings": {"prune": "2:4"}, "target": "l4"}) == {
-        "eval": Path("e.npz"), "use_cache": True, "prune": "2:4", "target": "l4"}
+    assert build_options({"eval_": Path("e.npz"), "no_cache": False, "prune_settings": {"prune": "2:4"}, "target": "l4",
+                          "calib": (Path("c.npz"), Path("field"))}) == {
+        "eval": Path("e.npz"), "use_cache": True, "prune": "2:4", "target": "l4",
+        "calib": Path("c.npz"), "extra_calib": (Path("field"),)}  # --calib repeated: the first, then extra sources
