@@ -59,8 +59,12 @@ def build(options, progress=None) -> BuildResult:
     target = targets.resolve(options.target, options.targets_dir)
     source = causal_lm.resolve(options.model)
     if target.backend != "onnxruntime":
-        raise BadInput(f"--target {target.name}: building LLMs for TensorRT/Jetson is not implemented yet "
-                       "(see docs/LLM.md for the planned TensorRT Edge-LLM / llama.cpp path); use --target cpu")
+        from edgeopt.backends.tensorrt import edge_llm  # the Jetson LLM plan: pure, but only Jetson builds need it
+
+        if source.kind != "gguf" and not edge_llm.supports(target):
+            raise BadInput(f"--target {target.name}: TensorRT Edge-LLM needs a Jetson Orin (SM 8.7) on JetPack 6.2 or "
+                           f"later ({target.device.product}: SM {target.device.compute_capability}, JetPack "
+                           f"{target.software.jetpack}); give a .gguf for llama.cpp with CUDA, or use an Orin profile")
     out = Path(options.out or Path("build") / source.name / target.name).resolve()
     calib, evaluation = read_texts(options.calib), read_texts(options.eval)
     if not calib:
@@ -116,14 +120,23 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
             chosen = row
     if chosen is None and candidates:
         chosen = min((c for c in candidates if c["fits"]), key=lambda c: c["calib_increase"], default=None)
+    device = None
+    if target.backend != "onnxruntime":  # the Jetson path: the device's own memory rule picks the precision
+        device = _device_choice(facts, fp32, target, context, candidates, gate, source, exact)
+        chosen = next((c for c in candidates if c["precision"] == device["proxy"]), None)
     deployed = chosen["path"] if chosen else fp32
     fit = memory_fit(facts, _onnx_bytes(deployed), context, target.device.memory_gb)
-    if not fit["fits"]:
+    if device is None and not fit["fits"]:  # a Jetson's own rule (run and engine build) was applied above
         raise BadInput(f"{source.path}: does not fit {target.name}: weights {fit['weights_mb']:.0f} MB + KV cache "
                        f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['overhead_mb']:.0f} MB = "
                        f"{fit['need_mb']:.0f} MB > {fit['device_mb']:.0f} MB of device memory")
     deployable = run("compile", lambda: genai.write_folder(deployed, folder, facts, staging / "genai", threads))
     metrics = run("validate", lambda: _validate(genai, language, reference, deployable, deployed, eval_ids, threads))
+    engine = EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable")
+    if device is not None:
+        deployable, engine = run("plan", lambda: _write_device(device, staging, out, folder, target, context, calib,
+                                                                evaluation, tokenizer, eval_ids, metrics, source))
+        metrics["device"] = {k: v for k, v in device.items() if k != "candidates"} | {"candidates": device["candidates"]}
     metrics.update({"params": _params(fp32), "precision": chosen["precision"] if chosen else "fp32", "parity": parity, "memory_fit": fit,
                     "fp32_memory_fit": fp32_fit, "model_facts": facts, "source_kind": source.kind,
                     "candidates": [{k: v for k, v in c.items() if k != "path"} for c in candidates],
@@ -151,9 +164,58 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         artifacts=Artifacts(onnx_fp32=rel(fp32), onnx_int8=rel(deployed) if chosen else None, deployable=rel(deployable)),
         metrics={"fp32": {"accuracy": None, "latency_ms": None}, "int8": {"accuracy": None, "agreement": metrics["agreement"],
                  "cosine_mean": None, "latency_ms": metrics["token_latency_ms"]}, "llm": metrics},
-        engine=EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable"),
+        engine=engine,
         stages=stages, gates=gates, manifest=str(out / LAYOUT.manifest),
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
+
+
+def _device_choice(facts, fp32, target, context, candidates, gate, source, exact) -> dict:
+    """Jetson: llama.cpp on the GGUF's own bytes (validated here through its exact blocks), else TensorRT
+    Edge-LLM at the smallest Orin precision whose host proxy is within the gate and that fits."""
+    from edgeopt.backends.tensorrt import edge_llm  # pure planning module, Jetson builds only
+
+    if source.kind == "gguf":
+        fit = edge_llm.llama_cpp_memory(facts, source.path.stat().st_size, context, target.device.memory_gb)
+        if not fit["run_fits"]:
+            raise BadInput(f"{source.path}: does not fit {target.name}: GGUF {fit['weights_mb']:.0f} MB + KV cache "
+                           f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['runtime_mb']} MB = "
+                           f"{fit['run_mb']:.0f} MB > {fit['usable_mb']:.0f} MB usable of {fit['device_mb']:.0f} MB")
+        same = bool(exact) and exact.get("requantized_matrices", 1) == 0
+        return {"runtime": "llama.cpp-cuda", "precision": "gguf", "proxy": "int4" if exact else None, "memory": fit,
+                "candidates": [fit], "same_weights_as_host": same}
+    within = {c["precision"]: c["calib_increase"] <= gate for c in candidates}
+    try:
+        choice = edge_llm.choose(facts, _params(fp32), target, context, within)
+    except BadInput as exc:
+        raise BadInput(f"{source.path}: {exc}") from None
+    return {"runtime": "tensorrt-edge-llm", **choice, "same_weights_as_host": False}
+
+
+def _write_device(device, staging, out, folder, target, context, calib, evaluation, tokenizer, eval_ids, metrics, source):
+    """The device folder (plan, scripts, inputs; no engine) and the deferred engine block."""
+    from edgeopt.backends.tensorrt import edge_llm  # pure planning module, Jetson builds only
+
+    host = {"what": "perplexity/KL/agreement through ONNX Runtime on this host",
+            "precision": metrics.get("precision") or device.get("proxy") or "fp32",
+            "same_weights_as_device": device["same_weights_as_host"],
+            "perplexity_increase": metrics["perplexity_increase"], "agreement": metrics["agreement"],
+            "note": ("the GGUF's own 4-bit blocks, kept exactly: the bytes llama.cpp runs" if device["same_weights_as_host"]
+                     else "edgeopt's own weight-only quantization of the same float weights: a proxy; Edge-LLM's "
+                     "ModelOpt AWQ/SmoothQuant weights are made on the GPU host and judged on the device")}
+    prompts = [tokenizer.decode(eval_ids[i:i + PROMPT_LEN]) for i in range(0, max(len(eval_ids) - PROMPT_LEN, 1),
+                                                                           max(PROMPT_LEN, len(eval_ids) // PROMPTS))][:PROMPTS]
+    if device["runtime"] == "llama.cpp-cuda":
+        path = edge_llm.write_llama_cpp_folder(staging / LAYOUT.llama_cpp_dir, source.path, target, device["memory"],
+                                               context, evaluation, host)
+    else:
+        path = edge_llm.write_edge_llm_folder(staging / LAYOUT.edge_llm_dir, folder, target, device, context, calib,
+                                              prompts, NEW_TOKENS, host)
+    plan = path / LAYOUT.edge_llm_plan
+    engine = EngineSummary(status="deferred", plan=str(out / plan.relative_to(staging)),
+                           reason=f"{device['runtime']} builds on the device: run {LAYOUT.edge_llm_device_script} there "
+                                  "(no engine is built on this workstation)",
+                           notes=[host["note"]])
+    return path, engine
 
 
 def _gguf_note(exact: dict | None) -> str:
