@@ -11,14 +11,16 @@ increase stays under the gate), the eval texts then judge it; the two never mix.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
-from edgeopt import targets
-from edgeopt.build_dir import LAYOUT, staged_directory
+from edgeopt import host, targets
+from edgeopt.build_dir import LAYOUT, check_output_locations, staged_directory
+from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.errors import BadInput
-from edgeopt.hashing import sha256_file, sha256_tree
+from edgeopt.hashing import sha256_file, sha256_json, sha256_tree
 from edgeopt.models import causal_lm
 from edgeopt.report.gates import GateResult
 from edgeopt.results import Artifacts, BuildResult, EngineSummary, ModelInfo, StageSummary, TargetInfo
@@ -69,52 +71,120 @@ def build(options, progress=None) -> BuildResult:
     calib, evaluation = read_texts(options.calib), read_texts(options.eval)
     if not calib:
         raise BadInput("--calib: a text-generation build needs calibration texts (.txt, one per line, or .jsonl)")
-    stages: list[StageSummary] = []
+    cache = StageCache(options.cache_dir, enabled=options.use_cache)
+    check_output_locations(out, cache.root if options.use_cache else None, options.force)
+    stages = _Stages(cache, progress)
+    try:
+        with staged_directory(out, force=options.force) as staging:
+            return _build(options, target, source, out, staging, calib, evaluation or calib, stages,
+                          eval_is_calib=not evaluation)
+    finally:
+        cache.cleanup()  # --no-cache: this run's scratch folders (the build folder holds links or copies)
 
-    def run(name, work):
-        progress("start", name, {})
+
+class _Stages:
+    """The LLM stages through the content-addressed stage cache, keyed as pipeline.run_stage keys
+    (cache.cache_key: name, parameters, input hashes, library versions with edgeopt's own source),
+    so a second identical build is served from the cache and a changed input is not."""
+
+    def __init__(self, cache: StageCache, progress):
+        self.cache, self.progress, self.records = cache, progress, []
+        self.libraries = {**host.library_versions(), "edgeopt": host.edgeopt_fingerprint()}
+
+    def cached(self, name: str, params: dict, inputs: dict, work) -> CacheEntry:
+        """work(folder) -> JSON result, with file names relative to `folder`."""
+        key = cache_key(name, params, inputs, self.libraries)
+        self.progress("start", name, {})
+        started = time.perf_counter()
+        entry = self.cache.lookup(name, key)
+        hit = entry is not None
+        if entry is None:
+            entry = self.cache.run_and_store(name, key, work)
+        self._done(name, started, hit)
+        return entry
+
+    def plain(self, name: str, work):
+        """A stage that only copies or writes into the build folder: never cached."""
+        self.progress("start", name, {})
         started = time.perf_counter()
         value = work()
-        stages.append(StageSummary(name=name, seconds=round(time.perf_counter() - started, 3), cached=False))
-        progress("done", name, stages[-1].model_dump())
+        self._done(name, started, False)
         return value
 
-    with staged_directory(out, force=options.force) as staging:
-        return _build(options, target, source, out, staging, calib, evaluation or calib, stages, run,
-                      eval_is_calib=not evaluation)
+    def _done(self, name: str, started: float, hit: bool) -> None:
+        self.records.append(StageSummary(name=name, seconds=round(time.perf_counter() - started, 3), cached=hit))
+        self.progress("done", name, self.records[-1].model_dump())
 
 
-def _build(options, target, source, out, staging, calib, evaluation, stages, run, eval_is_calib) -> BuildResult:
+def _files(entry: CacheEntry) -> str:
+    return sha256_json(entry.files)
+
+
+def _link_entry(entry: CacheEntry, destination: Path) -> None:
+    """The entry's files into the build folder: hard links (free, and the cache entry is never
+    written again), copies across file systems."""
+    for name in entry.files:
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(entry.path(name), target)
+        except OSError:
+            shutil.copyfile(entry.path(name), target)
+
+
+def _build(options, target, source, out, staging, calib, evaluation, stages, eval_is_calib) -> BuildResult:
     from edgeopt.backends.onnxruntime import genai
     from edgeopt.metrics import language
     from edgeopt.stages import export_causal_lm, quantize_weight_only as wo
 
     threads = target.build.threads or 2
-    folder = run("load", lambda: causal_lm.float_folder(source, staging / "work"))
+    if source.kind == "hf":
+        folder, model_hash = source.path, sha256_tree(source.path)
+    else:
+        inputs = {"source": sha256_tree(source.path), "base": sha256_tree(source.base) if source.base else None}
+        loaded = stages.cached("llm_load", {"kind": source.kind}, inputs,
+                               lambda work: {"folder": causal_lm.float_folder(source, work).name})
+        folder, model_hash = loaded.path(loaded.result["folder"]), _files(loaded)
     facts = causal_lm.model_facts(folder)
     tokenizer = _tokenizer(folder)
     calib_ids, eval_ids = _ids(tokenizer, calib), _ids(tokenizer, evaluation)
-    fp32 = run("export", lambda: export_causal_lm.export(folder, staging / "onnx_fp32"))
-    parity = run("parity", lambda: export_causal_lm.parity(folder, fp32, calib_ids[:PROMPT_LEN]))
+    exported = stages.cached("llm_export", {"task": "text-generation-with-past"}, {"model": model_hash},
+                             lambda work: {"onnx": export_causal_lm.export(folder, work).name})
+    fp32 = exported.path(exported.result["onnx"])
+    _link_entry(exported, staging / "onnx_fp32")
+    fp32 = staging / "onnx_fp32" / exported.result["onnx"]
+    parity = stages.cached("llm_parity", {"tokens": PROMPT_LEN}, {"onnx": _files(exported), "ids": sha256_json(calib_ids[:PROMPT_LEN])},
+                           lambda work: export_causal_lm.parity(folder, fp32, calib_ids[:PROMPT_LEN])).result
     context = min(facts["context_length"] or 2048, target.build.seq_len.max if target.build.seq_len.max > 128 else 2048)
     fp32_fit = memory_fit(facts, _onnx_bytes(fp32), context, target.device.memory_gb)
     # the profile's gate (targets.Gates.max_perplexity_increase); --max-accuracy-drop overrides it
     gate = target.gates.max_perplexity_increase if options.max_accuracy_drop is None else options.max_accuracy_drop
-    reference = genai.CausalSession(fp32, threads)
     calib_windows = language.windows(calib_ids, WINDOW, WINDOWS) or [calib_ids[:WINDOW]]
-    calib_ref = language.score_windows(reference.score, None, calib_windows)
+    calib_hash = sha256_json(calib_windows)
+
+    def calib_perplexity(entry: CacheEntry, path: Path) -> float:
+        scored = stages.cached("llm_score", {"window": WINDOW, "threads": threads}, {"onnx": _files(entry), "ids": calib_hash},
+                               lambda work: {"perplexity": language.score_windows(genai.CausalSession(path, threads).score,
+                                                                                  None, calib_windows)["perplexity"]})
+        return scored.result["perplexity"]
+
+    calib_ref = {"perplexity": calib_perplexity(exported, fp32)}
     candidates, chosen, exact = [], None, None
     for bits in ((4, 8) if options.precision != "fp32" else ()):
-        path = run(f"quantize_int{bits}", lambda bits=bits: wo.quantize(fp32, staging / f"onnx_int{bits}" / LAYOUT.causal_lm_onnx,
-                                                                       wo.WeightOnlyConfig(bits=bits)))
-        if bits == 4 and source.kind == "gguf":  # keep the file's own Q4 blocks: no second rounding
-            from edgeopt.models import gguf
-
-            exact = gguf.apply_blocks(path, source.path, facts["num_heads"], facts["num_kv_heads"], facts["model_type"])
-        ppl = language.score_windows(genai.CausalSession(path, threads).score, None, calib_windows)["perplexity"]
+        config = wo.WeightOnlyConfig(bits=bits)
+        keep_gguf = bits == 4 and source.kind == "gguf"  # keep the file's own Q4 blocks: no second rounding
+        entry = stages.cached(f"llm_quantize_int{bits}", {**config.params(), "gguf_blocks": keep_gguf},
+                              {"onnx": _files(exported), "gguf": sha256_tree(source.path) if keep_gguf else None},
+                              lambda work, config=config, keep_gguf=keep_gguf: _quantize(wo, fp32, work, config, keep_gguf,
+                                                                                         source, facts))
+        _link_entry(entry, staging / f"onnx_int{bits}")
+        path = staging / f"onnx_int{bits}" / entry.result["onnx"]
+        if keep_gguf:
+            exact = entry.result["exact"]
+        ppl = calib_perplexity(entry, path)
         fit = memory_fit(facts, _onnx_bytes(path), context, target.device.memory_gb)
         row = {"precision": f"int{bits}", "calib_perplexity": ppl, "calib_increase": ppl / calib_ref["perplexity"] - 1,
-               "mb": _onnx_bytes(path) / 2**20, "fits": fit["fits"], "path": path}
+               "mb": _onnx_bytes(path) / 2**20, "fits": fit["fits"], "path": path, "entry": entry}
         candidates.append(row)
         if chosen is None and row["calib_increase"] <= gate and fit["fits"]:
             chosen = row
@@ -130,16 +200,22 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         raise BadInput(f"{source.path}: does not fit {target.name}: weights {fit['weights_mb']:.0f} MB + KV cache "
                        f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['overhead_mb']:.0f} MB = "
                        f"{fit['need_mb']:.0f} MB > {fit['device_mb']:.0f} MB of device memory")
-    deployable = run("compile", lambda: genai.write_folder(deployed, folder, facts, staging / "genai", threads))
-    metrics = run("validate", lambda: _validate(genai, language, reference, deployable, deployed, eval_ids, threads))
+    deployable = stages.plain("compile", lambda: genai.write_folder(deployed, folder, facts, staging / "genai", threads))
+    deployed_entry = chosen["entry"] if chosen else exported
+    metrics = stages.cached("llm_validate", {"window": WINDOW, "windows": WINDOWS, "prompts": PROMPTS, "prompt": PROMPT_LEN,
+                                             "new_tokens": NEW_TOKENS, "threads": threads},
+                            {"fp32": _files(exported), "deployed": _files(deployed_entry), "ids": sha256_json(eval_ids),
+                             "genai_config": sha256_file(deployable / genai.CONFIG_NAME)},
+                            lambda work: _validate(genai, language, fp32, deployable, deployed, eval_ids, threads)).result
+    metrics = dict(metrics)
     engine = EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable")
     if device is not None:
-        deployable, engine = run("plan", lambda: _write_device(device, staging, out, folder, target, context, calib,
+        deployable, engine = stages.plain("plan", lambda: _write_device(device, staging, out, folder, target, context, calib,
                                                                 evaluation, tokenizer, eval_ids, metrics, source))
         metrics["device"] = {k: v for k, v in device.items() if k != "candidates"} | {"candidates": device["candidates"]}
     metrics.update({"params": _params(fp32), "precision": chosen["precision"] if chosen else "fp32", "parity": parity, "memory_fit": fit,
                     "fp32_memory_fit": fp32_fit, "model_facts": facts, "source_kind": source.kind,
-                    "candidates": [{k: v for k, v in c.items() if k != "path"} for c in candidates],
+                    "candidates": [{k: v for k, v in c.items() if k not in ("path", "entry")} for c in candidates],
                     "selection": "the smallest precision whose calibration perplexity increase is within the gate",
                     "eval_is_calibration": eval_is_calib,
                     "gguf_blocks": _gguf_note(exact) if source.kind == "gguf" else None, "gguf_exact": exact})
@@ -150,11 +226,10 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         gates.append(GateResult(name="min_greedy_agreement", threshold=floor, value=metrics["agreement"],
                                 passed=metrics["agreement"] >= floor))
     metrics["gates"] = {g.name: {"threshold": g.threshold, "value": g.value, "passed": g.passed} for g in gates}
-    shutil.rmtree(staging / "work", ignore_errors=True)
     (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
     (staging / LAYOUT.manifest).write_text(json.dumps({"schema_version": 1, "kind": "causal-lm", "model": str(source.path),
-                                                       "target": target.name, "stages": [s.model_dump() for s in stages]},
+                                                       "target": target.name, "stages": [s.model_dump() for s in stages.records]},
                                                       indent=2) + "\n")
     return BuildResult(
         status="ok" if all(g.passed for g in gates) else "gate_failed",
@@ -165,7 +240,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, run
         metrics={"fp32": {"accuracy": None, "latency_ms": None}, "int8": {"accuracy": None, "agreement": metrics["agreement"],
                  "cosine_mean": None, "latency_ms": metrics["token_latency_ms"]}, "llm": metrics},
         engine=engine,
-        stages=stages, gates=gates, manifest=str(out / LAYOUT.manifest),
+        stages=stages.records, gates=gates, manifest=str(out / LAYOUT.manifest),
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
 
 
@@ -239,11 +314,22 @@ def _ids(tokenizer, texts: list[str]) -> list[int]:
     return tokenizer.encode("\n".join(texts), add_special_tokens=False).ids
 
 
-def _validate(genai, language, reference, deployable: Path, deployed: Path, ids: list[int], threads: int) -> dict:
+def _quantize(wo, fp32: Path, work: Path, config, keep_gguf: bool, source, facts: dict) -> dict:
+    path = wo.quantize(fp32, work / LAYOUT.causal_lm_onnx, config)
+    exact = None
+    if keep_gguf:
+        from edgeopt.models import gguf  # reads the GGUF's blocks (gguf package), GGUF sources only
+
+        exact = gguf.apply_blocks(path, source.path, facts["num_heads"], facts["num_kv_heads"], facts["model_type"])
+    return {"onnx": path.name, "exact": exact}
+
+
+def _validate(genai, language, fp32: Path, deployable: Path, deployed: Path, ids: list[int], threads: int) -> dict:
     """Perplexity/KL through ONNX Runtime on the deployed bytes; greedy agreement and timing through
     onnxruntime-genai on the deployable folder."""
     import resource
 
+    reference = genai.CausalSession(fp32, threads)
     chunks = language.windows(ids, WINDOW, WINDOWS) or [ids[:WINDOW]]
     ref = language.score_windows(reference.score, None, chunks)
     candidate_session = genai.CausalSession(deployed, threads)
