@@ -67,6 +67,7 @@ class BuildLayout:
     triton_plan: str = "model.plan"
     # decoder-only LLMs (issue 18): the KV-cache decoder, as optimum writes it and onnxruntime-genai reads it
     causal_lm_onnx: str = "model.onnx"
+    genai_dir: str = "genai"  # the CPU deployable folder (og.Model(folder)); `edgeopt bench` times it
     # their Jetson path (backends/tensorrt/edge_llm.py): TensorRT Edge-LLM, or llama.cpp on a GGUF
     edge_llm_dir: str = "edge_llm"
     llama_cpp_dir: str = "llama_cpp"

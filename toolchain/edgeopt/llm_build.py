@@ -200,7 +200,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
         raise BadInput(f"{source.path}: does not fit {target.name}: weights {fit['weights_mb']:.0f} MB + KV cache "
                        f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['overhead_mb']:.0f} MB = "
                        f"{fit['need_mb']:.0f} MB > {fit['device_mb']:.0f} MB of device memory")
-    deployable = stages.plain("compile", lambda: genai.write_folder(deployed, folder, facts, staging / "genai", threads))
+    deployable = stages.plain("compile", lambda: genai.write_folder(deployed, folder, facts, staging / LAYOUT.genai_dir, threads))
     deployed_entry = chosen["entry"] if chosen else exported
     metrics = stages.cached("llm_validate", {"window": WINDOW, "windows": WINDOWS, "prompts": PROMPTS, "prompt": PROMPT_LEN,
                                              "new_tokens": NEW_TOKENS, "threads": threads},
@@ -348,6 +348,8 @@ def _validate(genai, language, fp32: Path, deployable: Path, deployed: Path, ids
             "eval_tokens": cand["tokens"], "windows": len(chunks), "window": WINDOW,
             "agreement": language.agreement(cand_tokens, ref_tokens), "prompts": len(prompts), "prompt_tokens": PROMPT_LEN,
             "new_tokens": NEW_TOKENS, **language.speed(ttft, steps), "threads": threads,
+            # raw times, for baselines and `edgeopt report` (a ratio with a confidence interval)
+            "ttft_samples_ms": [round(t * 1000, 4) for t in ttft], "token_samples_ms": [round(t * 1000, 4) for t in steps],
             "build_process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "model_mb": _onnx_bytes(deployed) / 2**20}
 
