@@ -68,3 +68,33 @@ def test_bench_baseline_and_report_on_an_llm_build(tiny_llama, texts, tmp_path):
     assert doc["token_latency_ms"]["p50"] <= doc["token_latency_ms"]["p99"]
     text = run_cli("bench", str(out), "--duration", "0.1")
     assert "tok/s" in text.stdout and "peak RSS" in text.stdout
+
+
+@pytest.mark.parametrize("target, folder", [("cpu", "genai"), ("jetson", "edge_llm")])
+def test_package_and_verify_an_llm_build(tiny_llama, texts, tmp_path, target, folder):
+    import tarfile
+
+    from conftest import build_json, run_cli
+
+    calib, evaluation = texts
+    out = tmp_path / "build"
+    code, document, stderr = build_json(str(tiny_llama), "--target", target, "--calib", str(calib), "--eval",
+                                        str(evaluation), "--out", str(out))
+    assert document is not None, stderr
+    packaged = run_cli("package", str(out), "--out", str(tmp_path / "dist"), "--json")
+    assert packaged.exit_code == 0, packaged.stderr
+    path = json.loads(packaged.stdout)["path"]
+    with tarfile.open(path) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
+    deployable = {str(p.relative_to(out)) for p in (out / folder).rglob("*") if p.is_file()}
+    assert deployable <= names and "manifest.json" in names and "SHA256SUMS" in names
+    verified = run_cli("verify", path, "--json")
+    assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"], verified.stdout
+    extracted = tmp_path / "x"
+    with tarfile.open(path) as archive:
+        archive.extractall(extracted, filter="data")
+    root = next(extracted.iterdir())
+    changed = sorted(p for p in (root / folder).rglob("*") if p.is_file())[0]
+    changed.write_bytes(changed.read_bytes() + b" ")
+    broken = run_cli("verify", str(root), "--json")
+    assert broken.exit_code == 1 and any(changed.name in p for p in json.loads(broken.stdout)["problems"])

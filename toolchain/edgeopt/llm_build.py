@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from edgeopt import host, targets
-from edgeopt.build_dir import LAYOUT, check_output_locations, staged_directory
+from edgeopt.build_dir import LAYOUT, check_output_locations, describe_artifact, new_manifest, staged_directory
 from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file, sha256_json, sha256_tree
@@ -228,9 +228,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
     metrics["gates"] = {g.name: {"threshold": g.threshold, "value": g.value, "passed": g.passed} for g in gates}
     (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
-    (staging / LAYOUT.manifest).write_text(json.dumps({"schema_version": 1, "kind": "causal-lm", "model": str(source.path),
-                                                       "target": target.name, "stages": [s.model_dump() for s in stages.records]},
-                                                      indent=2) + "\n")
+    _write_manifest(staging, out, source, target, stages, gates, engine, deployable, metrics)
     return BuildResult(
         status="ok" if all(g.passed for g in gates) else "gate_failed",
         model=ModelInfo(name=source.name, source=str(source.path), sha256=_hash(source.path),
@@ -242,6 +240,20 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
         engine=engine,
         stages=stages.records, gates=gates, manifest=str(out / LAYOUT.manifest),
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
+
+
+def _write_manifest(staging, out, source, target, stages, gates, engine, deployable: Path, metrics: dict) -> None:
+    """manifest.json with the keys `edgeopt package`/`verify` read (build_dir.Manifest): the target as
+    built, every file of the deployable folder (and metrics.json) with its sha256, gates, engine."""
+    files = sorted(p for p in deployable.rglob("*") if p.is_file()) + [staging / LAYOUT.metrics]
+    manifest = {**new_manifest(), "kind": "causal-lm",
+                "model": {"name": source.name, "source": str(source.path), "kind": source.kind, "sha256": _hash(source.path)},
+                "target": target.model_dump(mode="json"), "stages": [s.model_dump() for s in stages.records],
+                "artifacts": [describe_artifact(p, staging) for p in files],
+                "gates": [g.model_dump(mode="json") for g in gates],
+                "engine": engine.model_copy(update={"plan": engine.plan and str(Path(engine.plan).relative_to(out))}).model_dump(mode="json"),
+                "deployable": str(deployable.relative_to(staging)), "metrics": {"llm": metrics}}
+    (staging / LAYOUT.manifest).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
 def _device_choice(facts, fp32, target, context, candidates, gate, source, exact) -> dict:
