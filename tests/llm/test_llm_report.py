@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,30 @@ def test_package_and_verify_an_llm_build(tiny_llama, texts, tmp_path, target, fo
     changed.write_bytes(changed.read_bytes() + b" ")
     broken = run_cli("verify", str(root), "--json")
     assert broken.exit_code == 1 and any(changed.name in p for p in json.loads(broken.stdout)["problems"])
+
+
+def test_llm_in_edgeopt_yaml_release_and_matrix(tiny_llama, texts, tmp_path):
+    from conftest import run_cli
+
+    import shutil
+
+    calib, evaluation = texts
+    shutil.copytree(tiny_llama, tmp_path / "tinylm")  # paths in a project file stay inside its folder
+    for file in texts:
+        shutil.copyfile(file, tmp_path / file.name)
+    project = tmp_path / "edgeopt.yaml"
+    project.write_text(f"models:\n  tinylm:\n    source: tinylm\n    calib: {calib.name}\n    eval: {evaluation.name}\n"
+                       "    task: text-generation\n    metric: perplexity\ntargets: [cpu, jetson]\n")
+    matrix = run_cli("matrix", "-p", str(project), "--by", "pair")
+    assert matrix.exit_code == 0, matrix.stderr + matrix.stdout
+    assert json.loads(matrix.stdout)["include"] == [{"model": "tinylm", "target": "cpu"}, {"model": "tinylm", "target": "jetson"}]
+    # one pair (a release spawns a process per pair): the Jetson one, whose engine is deferred
+    result = run_cli("release", "-p", str(project), "--out", str(tmp_path / "dist"), "-j", "1", "-t", "jetson", "--json")
+    assert result.stdout.strip(), result.stderr
+    summary = json.loads(result.stdout)
+    pairs = {(p["model"], p["target"]): p for p in summary["rows"]}
+    assert set(pairs) == {("tinylm", "jetson")}, summary
+    assert all(p["status"] in ("ok", "gate_failed") for p in pairs.values()), summary
+    assert all(p["metric"] == "perplexity" and p["metric_value"] > 1 for p in pairs.values())
+    assert pairs[("tinylm", "jetson")]["engine"] == "deferred"
+    assert all(Path(p["package"]).is_file() for p in pairs.values())
