@@ -21,25 +21,17 @@ from edgeopt.build_dir import LAYOUT, check_output_locations, describe_artifact,
 from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file, sha256_json, sha256_tree
+from edgeopt import llm_device
+from edgeopt.backends.tensorrt import edge_llm
+from edgeopt.data.llm_texts import read_tasks, read_texts
+from edgeopt.metrics.outputs import load_user_metric
 from edgeopt.models import causal_lm
 from edgeopt.report.gates import GateResult
 from edgeopt.results import Artifacts, BuildResult, EngineSummary, ModelInfo, StageSummary, TargetInfo
 
 RUNTIME_OVERHEAD_BYTES = 300 * 2**20  # ONNX Runtime + genai arenas and activations, measured ~250 MB on 135M
 WINDOW, WINDOWS, PROMPTS, PROMPT_LEN, NEW_TOKENS = 256, 8, 8, 64, 32
-
-
-def read_texts(path: Path | None) -> list[str]:
-    """A .txt file (one text per line, blank lines dropped) or .jsonl with "text" or "prompt"."""
-    if path is None:
-        return []
-    if not Path(path).is_file():
-        raise BadInput(f"{path}: text file not found")
-    lines = Path(path).read_text(errors="replace").splitlines()
-    if str(path).endswith(".jsonl"):
-        rows = [json.loads(line) for line in lines if line.strip()]
-        return [str(r.get("text") or r.get("prompt", "")) for r in rows]
-    return [line for line in lines if line.strip()]
+TASK_EXTRA_TOKENS = 8  # a task's greedy answer may run this far past the reference answer's length
 
 
 def memory_fit(facts: dict, weight_bytes: int, context: int, device_gb: float) -> dict:
@@ -61,14 +53,16 @@ def build(options, progress=None) -> BuildResult:
     target = targets.resolve(options.target, options.targets_dir)
     source = causal_lm.resolve(options.model)
     if target.backend != "onnxruntime":
-        from edgeopt.backends.tensorrt import edge_llm  # the Jetson LLM plan: pure, but only Jetson builds need it
-
         if source.kind != "gguf" and not edge_llm.supports(target):
             raise BadInput(f"--target {target.name}: TensorRT Edge-LLM needs a Jetson Orin (SM 8.7) on JetPack 6.2 or "
                            f"later ({target.device.product}: SM {target.device.compute_capability}, JetPack "
                            f"{target.software.jetpack}); give a .gguf for llama.cpp with CUDA, or use an Orin profile")
     out = Path(options.out or Path("build") / source.name / target.name).resolve()
     calib, evaluation = read_texts(options.calib), read_texts(options.eval)
+    tasks = read_tasks(options.eval)
+    if options.metric and not tasks:
+        raise BadInput(f"--metric {options.metric}: an LLM task metric needs --eval as .jsonl rows with \"prompt\" and \"answer\"")
+    user_metric = load_user_metric(options.metric) if options.metric else None  # refused before any work
     if not calib:
         raise BadInput("--calib: a text-generation build needs calibration texts (.txt, one per line, or .jsonl)")
     cache = StageCache(options.cache_dir, enabled=options.use_cache)
@@ -77,7 +71,7 @@ def build(options, progress=None) -> BuildResult:
     try:
         with staged_directory(out, force=options.force) as staging:
             return _build(options, target, source, out, staging, calib, evaluation or calib, stages,
-                          eval_is_calib=not evaluation)
+                          eval_is_calib=not evaluation, tasks=(tasks, user_metric))
     finally:
         cache.cleanup()  # --no-cache: this run's scratch folders (the build folder holds links or copies)
 
@@ -132,7 +126,7 @@ def _link_entry(entry: CacheEntry, destination: Path) -> None:
             shutil.copyfile(entry.path(name), target)
 
 
-def _build(options, target, source, out, staging, calib, evaluation, stages, eval_is_calib) -> BuildResult:
+def _build(options, target, source, out, staging, calib, evaluation, stages, eval_is_calib, tasks) -> BuildResult:
     from edgeopt.backends.onnxruntime import genai
     from edgeopt.metrics import language
     from edgeopt.stages import export_causal_lm, quantize_weight_only as wo
@@ -192,7 +186,7 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
         chosen = min((c for c in candidates if c["fits"]), key=lambda c: c["calib_increase"], default=None)
     device = None
     if target.backend != "onnxruntime":  # the Jetson path: the device's own memory rule picks the precision
-        device = _device_choice(facts, fp32, target, context, candidates, gate, source, exact)
+        device = llm_device.choose(facts, _params(fp32), target, context, candidates, gate, source, exact)
         chosen = next((c for c in candidates if c["precision"] == device["proxy"]), None)
     deployed = chosen["path"] if chosen else fp32
     fit = memory_fit(facts, _onnx_bytes(deployed), context, target.device.memory_gb)
@@ -208,10 +202,18 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
                              "genai_config": sha256_file(deployable / genai.CONFIG_NAME)},
                             lambda work: _validate(genai, language, fp32, deployable, deployed, eval_ids, threads)).result
     metrics = dict(metrics)
+    if tasks[0]:  # .jsonl prompt/answer: the task metric of FP32 and of the deployed model, greedy as deployed
+        generated = stages.cached("llm_tasks", {"extra_tokens": TASK_EXTRA_TOKENS, "threads": threads},
+                                  {"fp32": _files(exported), "deployed": _files(deployed_entry), "tasks": sha256_json(tasks[0]),
+                                   "genai_config": sha256_file(deployable / genai.CONFIG_NAME)},
+                                  lambda work: _generate(genai, fp32, deployable, tokenizer, tasks[0], facts, threads)).result
+        metrics["task"] = language.task_scores(generated["fp32"], generated["deployed"], [t["answer"] for t in tasks[0]],
+                                               [t["prompt"] for t in tasks[0]], tasks[1], options.metric)
     engine = EngineSummary(status="not_applicable", reason="CPU target: the onnxruntime-genai folder is the deployable")
     if device is not None:
-        deployable, engine = stages.plain("plan", lambda: _write_device(device, staging, out, folder, target, context, calib,
-                                                                evaluation, tokenizer, eval_ids, metrics, source))
+        deployable, engine = stages.plain("plan", lambda: llm_device.write(device, staging, out, folder, target, context, calib,
+                                                                evaluation, [tokenizer.decode(p) for p in _prompts(eval_ids)],
+                                                                NEW_TOKENS, metrics, source))
         metrics["device"] = {k: v for k, v in device.items() if k != "candidates"} | {"candidates": device["candidates"]}
     metrics.update({"params": _params(fp32), "precision": chosen["precision"] if chosen else "fp32", "parity": parity, "memory_fit": fit,
                     "fp32_memory_fit": fp32_fit, "model_facts": facts, "source_kind": source.kind,
@@ -225,6 +227,10 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
     if floor is not None:
         gates.append(GateResult(name="min_greedy_agreement", threshold=floor, value=metrics["agreement"],
                                 passed=metrics["agreement"] >= floor))
+    if metrics.get("task"):  # the profile's max_accuracy_drop judges the task metric (exact match or --metric)
+        drop, limit = metrics["task"]["drop"], target.gates.max_accuracy_drop
+        gates.append(GateResult(name="max_task_metric_drop", threshold=limit, value=drop, passed=drop <= limit,
+                                note=f"{metrics['task']['metric']}: FP32 {metrics['task']['fp32']:.4g}, deployed {metrics['task']['value']:.4g}"))
     metrics["gates"] = {g.name: {"threshold": g.threshold, "value": g.value, "passed": g.passed} for g in gates}
     (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
@@ -254,55 +260,6 @@ def _write_manifest(staging, out, source, target, stages, gates, engine, deploya
                 "engine": engine.model_copy(update={"plan": engine.plan and str(Path(engine.plan).relative_to(out))}).model_dump(mode="json"),
                 "deployable": str(deployable.relative_to(staging)), "metrics": {"llm": metrics}}
     (staging / LAYOUT.manifest).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-
-
-def _device_choice(facts, fp32, target, context, candidates, gate, source, exact) -> dict:
-    """Jetson: llama.cpp on the GGUF's own bytes (validated here through its exact blocks), else TensorRT
-    Edge-LLM at the smallest Orin precision whose host proxy is within the gate and that fits."""
-    from edgeopt.backends.tensorrt import edge_llm  # pure planning module, Jetson builds only
-
-    if source.kind == "gguf":
-        fit = edge_llm.llama_cpp_memory(facts, source.path.stat().st_size, context, target.device.memory_gb)
-        if not fit["run_fits"]:
-            raise BadInput(f"{source.path}: does not fit {target.name}: GGUF {fit['weights_mb']:.0f} MB + KV cache "
-                           f"{fit['kv_cache_mb']:.0f} MB at {context} tokens + runtime {fit['runtime_mb']} MB = "
-                           f"{fit['run_mb']:.0f} MB > {fit['usable_mb']:.0f} MB usable of {fit['device_mb']:.0f} MB")
-        same = bool(exact) and exact.get("requantized_matrices", 1) == 0
-        return {"runtime": "llama.cpp-cuda", "precision": "gguf", "proxy": "int4" if exact else None, "memory": fit,
-                "candidates": [fit], "same_weights_as_host": same}
-    within = {c["precision"]: c["calib_increase"] <= gate for c in candidates}
-    try:
-        choice = edge_llm.choose(facts, _params(fp32), target, context, within)
-    except BadInput as exc:
-        raise BadInput(f"{source.path}: {exc}") from None
-    return {"runtime": "tensorrt-edge-llm", **choice, "same_weights_as_host": False}
-
-
-def _write_device(device, staging, out, folder, target, context, calib, evaluation, tokenizer, eval_ids, metrics, source):
-    """The device folder (plan, scripts, inputs; no engine) and the deferred engine block."""
-    from edgeopt.backends.tensorrt import edge_llm  # pure planning module, Jetson builds only
-
-    host = {"what": "perplexity/KL/agreement through ONNX Runtime on this host",
-            "precision": metrics.get("precision") or device.get("proxy") or "fp32",
-            "same_weights_as_device": device["same_weights_as_host"],
-            "perplexity_increase": metrics["perplexity_increase"], "agreement": metrics["agreement"],
-            "note": ("the GGUF's own 4-bit blocks, kept exactly: the bytes llama.cpp runs" if device["same_weights_as_host"]
-                     else "edgeopt's own weight-only quantization of the same float weights: a proxy; Edge-LLM's "
-                     "ModelOpt AWQ/SmoothQuant weights are made on the GPU host and judged on the device")}
-    prompts = [tokenizer.decode(eval_ids[i:i + PROMPT_LEN]) for i in range(0, max(len(eval_ids) - PROMPT_LEN, 1),
-                                                                           max(PROMPT_LEN, len(eval_ids) // PROMPTS))][:PROMPTS]
-    if device["runtime"] == "llama.cpp-cuda":
-        path = edge_llm.write_llama_cpp_folder(staging / LAYOUT.llama_cpp_dir, source.path, target, device["memory"],
-                                               context, evaluation, host)
-    else:
-        path = edge_llm.write_edge_llm_folder(staging / LAYOUT.edge_llm_dir, folder, target, device, context, calib,
-                                              prompts, NEW_TOKENS, host)
-    plan = path / LAYOUT.edge_llm_plan
-    engine = EngineSummary(status="deferred", plan=str(out / plan.relative_to(staging)),
-                           reason=f"{device['runtime']} builds on the device: run {LAYOUT.edge_llm_device_script} there "
-                                  "(no engine is built on this workstation)",
-                           notes=[host["note"]])
-    return path, engine
 
 
 def _gguf_note(exact: dict | None) -> str:
@@ -336,6 +293,31 @@ def _quantize(wo, fp32: Path, work: Path, config, keep_gguf: bool, source, facts
     return {"onnx": path.name, "exact": exact}
 
 
+def _generate(genai, fp32: Path, deployable: Path, tokenizer, tasks: list[dict], facts: dict, threads: int) -> dict:
+    """Greedy answers of FP32 (ONNX Runtime, KV cache) and of the deployable (onnxruntime-genai), each
+    up to the reference answer's length + TASK_EXTRA_TOKENS, cut at the end-of-sequence token."""
+    eos = facts["eos_token_id"]
+    stops = set(eos if isinstance(eos, list) else [eos])
+    reference, runner = genai.CausalSession(fp32, threads), genai.GenaiRunner(deployable)
+
+    def text(tokens: list[int]) -> str:
+        cut = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+        return tokenizer.decode(tokens[:cut])
+
+    out = {"fp32": [], "deployed": []}
+    for task in tasks:
+        prompt = tokenizer.encode(task["prompt"], add_special_tokens=False).ids
+        new = len(tokenizer.encode(task["answer"], add_special_tokens=False).ids) + TASK_EXTRA_TOKENS
+        out["fp32"].append(text(genai.greedy(reference, prompt, new)))
+        out["deployed"].append(text(runner.generate(prompt, new)[0]))
+    return out
+
+
+def _prompts(ids: list[int]) -> list[list[int]]:
+    """Up to PROMPTS prompts of PROMPT_LEN tokens spread over the eval texts."""
+    return [ids[i:i + PROMPT_LEN] for i in range(0, len(ids) - PROMPT_LEN, max(PROMPT_LEN, len(ids) // PROMPTS))][:PROMPTS]
+
+
 def _validate(genai, language, fp32: Path, deployable: Path, deployed: Path, ids: list[int], threads: int) -> dict:
     """Perplexity/KL through ONNX Runtime on the deployed bytes; greedy agreement and timing through
     onnxruntime-genai on the deployable folder."""
@@ -346,7 +328,7 @@ def _validate(genai, language, fp32: Path, deployable: Path, deployed: Path, ids
     ref = language.score_windows(reference.score, None, chunks)
     candidate_session = genai.CausalSession(deployed, threads)
     cand = language.score_windows(candidate_session.score, ref["log_probs"], chunks)
-    prompts = [ids[i:i + PROMPT_LEN] for i in range(0, len(ids) - PROMPT_LEN, max(PROMPT_LEN, len(ids) // PROMPTS))][:PROMPTS]
+    prompts = _prompts(ids)
     runner = genai.GenaiRunner(deployable)
     ref_tokens, cand_tokens, ttft, steps = [], [], [], []
     for prompt in prompts:

@@ -27,6 +27,10 @@ def render_llm(result: dict) -> str:
               f"tokens + runtime {fit['overhead_mb']:.0f} MB = {fit['need_mb']:.0f} MB of {fit['device_mb']:.0f} MB",
               f"  parity         export vs torch: max logit diff {llm['parity']['max_abs_logit_diff']:.2g}, greedy equal "
               f"{llm['parity']['greedy_equal']}"]
+    task = llm.get("task")
+    if task:
+        lines.append(f"  task           {task['metric']} over {task['tasks']} prompts: FP32 {task['fp32']:.4g}, "
+                     f"{llm['precision']} {task['value']:.4g} (drop {task['drop']:+.4g})")
     device = llm.get("device")
     if device:
         mem = device["memory"]
