@@ -96,6 +96,10 @@ def test_jetson_build_writes_the_plan_and_defers_the_engine(tiny_llama, texts, t
     assert not list(Path(document["build_dir"]).rglob("*.engine"))  # never an engine on the workstation
     assert plan["host_validation"]["same_weights_as_device"] is False  # said, not hidden
     assert code == (0 if document["status"] == "ok" else 1)
+    from edgeopt.report.summary_llm import render_llm
+
+    summary = render_llm(document)
+    assert "engine         deferred" in summary and f"tensorrt-edge-llm at {plan['precision']}" in summary
 
 
 def test_xavier_refuses_a_hugging_face_model_in_one_line(tiny_llama, texts, tmp_path):

@@ -144,7 +144,6 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
     calib_ids, eval_ids = _ids(tokenizer, calib), _ids(tokenizer, evaluation)
     exported = stages.cached("llm_export", {"task": "text-generation-with-past"}, {"model": model_hash},
                              lambda work: {"onnx": export_causal_lm.export(folder, work).name})
-    fp32 = exported.path(exported.result["onnx"])
     _link_entry(exported, staging / "onnx_fp32")
     fp32 = staging / "onnx_fp32" / exported.result["onnx"]
     parity = stages.cached("llm_parity", {"tokens": PROMPT_LEN}, {"onnx": _files(exported), "ids": sha256_json(calib_ids[:PROMPT_LEN])},
