@@ -10,9 +10,8 @@ empty cache, up to 8) are the build's own, so FP32/INT4/INT8 are comparable.
 
     python benchmarks/lora_finetune.py [--steps 200] [--threads 2] [--out /tmp/lora-bench]
 
-Status (2026-12-02): not yet run to completion. The one attempt, on a host with 1-minute load 7-8
-on 2 cores, took 52.6 s for the first training step and had not reached step 25 five minutes later;
-it was stopped. No figure in docs/BENCHMARKS.md comes from this script yet.
+Status (2026-12-02): run once with --steps 30 (docs/BENCHMARKS.md, "A SmolLM2 fine-tuned here with
+LoRA"); a 200-step attempt on a host at load 7-8 was stopped after its first step took 52.6 s.
 """
 
 from __future__ import annotations
