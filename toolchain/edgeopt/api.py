@@ -55,6 +55,8 @@ def bench_build(build_dir: Path, *, duration_s: float = 3.0, batch: int = 1, war
     if (build_dir / LAYOUT.tensorrt_engine).is_file():
         timing = time_build(build_dir, warmup_s=warmup_s, duration_s=duration_s)
         return {"model": str(build_dir / LAYOUT.tensorrt_engine), "backend": "tensorrt", **timing.model_dump(mode="json")}
+    if (build_dir / LAYOUT.genai_dir).is_dir():  # a decoder-only LLM build (issue 18): its onnxruntime-genai folder
+        return bench.bench_llm(build_dir / LAYOUT.genai_dir, duration_s=duration_s)
     for name in (LAYOUT.ort_deployable, LAYOUT.int8_onnx):
         if (build_dir / name).is_file():
             return bench.bench_onnx(build_dir / name, duration_s=duration_s, warmup_s=warmup_s, batch=batch)

@@ -15,6 +15,8 @@ after the other, and are best read as a ratio.
 
 from __future__ import annotations
 
+import json
+import resource
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -23,8 +25,10 @@ import numpy as np
 
 from edgeopt import progress
 from edgeopt import timing
+from edgeopt.backends.onnxruntime import genai
 from edgeopt.backends.onnxruntime import session as runtime
 from edgeopt.data.dataset import Dataset
+from edgeopt.metrics import language
 from edgeopt.metrics.latency import EngineTiming, Latency  # noqa: F401  (the results' types, a layer down)
 
 CV_WARNING = 0.01  # trtexec warns when GPU compute time's coefficient of variance is above 1 %
@@ -186,3 +190,36 @@ def interleaved(run_a: Callable[[], Any], run_b: Callable[[], Any], *, blocks: i
         for run, out in order:
             out.append(run_for(run, 0.0, 0.0, block_runs))
     return out_a, out_b
+
+
+# --- `edgeopt bench` on a decoder-only LLM build: onnxruntime-genai on the deployable folder -----
+
+
+def bench_llm(folder: Path, *, duration_s: float = 3.0, prompt_tokens: int = 64, new_tokens: int = 32,
+              min_runs: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Greedy generations of `new_tokens` after a `prompt_tokens` prompt (seeded token ids: speed does
+    not depend on which), repeated until `duration_s` has passed and `min_runs` ran, after one warm-up
+    run: TTFT, decode tokens/s and per-token percentiles by timing.py's rule, peak RSS of this process
+    (and before the model was loaded), model bytes."""
+    folder = Path(folder)
+    config = json.loads((folder / genai.CONFIG_NAME).read_text())["model"]
+    threads = config["decoder"]["session_options"].get("intra_op_num_threads")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    runner = genai.GenaiRunner(folder)
+    prompt = [int(t) for t in np.random.default_rng(seed).integers(3, config["vocab_size"], prompt_tokens)]
+    runner.generate(prompt, new_tokens)
+    ttft, steps = [], []
+    begin = time.perf_counter()
+    while time.perf_counter() - begin < duration_s or len(ttft) < min_runs:
+        _, times = runner.generate(prompt, new_tokens)
+        ttft.append(times[0])
+        steps += times[1:]
+    wall = time.perf_counter() - begin
+    model_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".onnx" or p.name.endswith(".onnx_data")
+                      or p.name.endswith(".onnx.data"))
+    return {"model": str(folder), "backend": "onnxruntime-genai", "kind": "causal-lm", "threads": threads, "batch": 1,
+            "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "runs": len(ttft), "duration_s": round(wall, 4),
+            **language.speed(ttft, steps), "token_latency_summary_ms": timing.summary(sorted(t * 1000 for t in steps)),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_before_load_mb": round(rss_before, 1), "model_bytes": model_bytes,
+            "ttft_samples_ms": [round(t * 1000, 4) for t in ttft], "token_samples_ms": [round(t * 1000, 4) for t in steps]}

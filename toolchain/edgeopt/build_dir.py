@@ -76,6 +76,23 @@ class BuildLayout:
     triton_plan: str = "model.plan"
     # decoder-only LLMs (issue 18): the KV-cache decoder, as optimum writes it and onnxruntime-genai reads it
     causal_lm_onnx: str = "model.onnx"
+    genai_dir: str = "genai"  # the CPU deployable folder (og.Model(folder)); `edgeopt bench` times it
+    # their Jetson path (backends/tensorrt/edge_llm.py): TensorRT Edge-LLM, or llama.cpp on a GGUF
+    edge_llm_dir: str = "edge_llm"
+    llama_cpp_dir: str = "llama_cpp"
+    edge_llm_plan: str = "llm_plan.json"
+    edge_llm_checkpoint: str = "hf_checkpoint"
+    edge_llm_calibration: str = "calibration_texts"
+    edge_llm_calibration_texts: str = "calib.txt"
+    edge_llm_onnx: str = "edge_llm_onnx"
+    edge_llm_quantized: str = "edge_llm_quantized"
+    edge_llm_engines: str = "edge_llm_engines"
+    edge_llm_input: str = "llm_input.json"
+    edge_llm_output: str = "llm_output.json"
+    edge_llm_host_script: str = "export_on_gpu_host.sh"
+    edge_llm_device_script: str = "build_on_device.sh"
+    llama_cpp_gguf: str = "model.gguf"
+    llama_cpp_eval_texts: str = "eval.txt"
 
 
 LAYOUT = BuildLayout()

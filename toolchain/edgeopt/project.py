@@ -36,8 +36,9 @@ class ModelEntry(BaseModel):
     source: str | None = Field(None, description="model reference as `edgeopt build MODEL`; none: the bundled example")
     calib: Path | None = Field(None, description="calibration data")
     eval: Path | None = Field(None, description="evaluation data")
-    task: Literal["classification", "embedding", "regression"] | None = None
-    metric: Literal["accuracy", "agreement", "cosine"] = Field(
+    task: Literal["classification", "embedding", "regression", "text-generation"] | None = Field(
+        None, description="Hugging Face folders; text-generation forces the LLM path (detected from config.json anyway)")
+    metric: Literal["accuracy", "agreement", "cosine", "perplexity"] = Field(
         "accuracy", description="what the report leads with; the gates are the target's")
     precision: Literal["int8"] = Field("int8", description="the only precision edgeopt builds today")
     prune: str | None = Field(None, description="channel ratio (0.5), '2:4' or 'none'; unset: the target's build.prune")

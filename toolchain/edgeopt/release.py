@@ -51,7 +51,9 @@ def _pair_options(project: Project, model: str, target: str, out: Path) -> dict:
 
 def _metric(result: dict, metric: str) -> float | None:
     int8 = result["metrics"]["int8"]
-    return {"accuracy": int8.get("accuracy"), "agreement": int8.get("agreement"), "cosine": int8.get("cosine_mean")}[metric]
+    llm = result["metrics"].get("llm") or {}  # decoder-only LLMs (issue 18): agreement is the greedy agreement
+    return {"accuracy": int8.get("accuracy"), "agreement": int8.get("agreement"), "cosine": int8.get("cosine_mean"),
+            "perplexity": llm.get("perplexity")}[metric]
 
 
 def build_pair(model: str, target: str, options: dict, metric: str, packages: Path, version: str | None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeopt.build_dir import LAYOUT
+
 
 def backend_for(target, cache_root=None, **options):
     """The facade for `target.backend` ("onnxruntime" or "tensorrt"). `options` go to the
@@ -31,6 +33,8 @@ class PackageNeeds:
 
 def package_needs(backend: str, build_dir: Path, manifest) -> PackageNeeds:
     """Each backend's facade module says which of a build's files its package needs."""
+    if getattr(manifest, "kind", None) == "causal-lm":  # decoder-only LLMs (issue 18): the deployable folder
+        return PackageNeeds(llm_package_files(manifest), device_runner=False)
     if backend == "tensorrt":
         from edgeopt.backends.tensorrt.facade import package_files as tensorrt_files
 
@@ -45,3 +49,15 @@ def export_opset(target) -> int:
     from edgeopt.backends.tensorrt.operators import export_opset as tensorrt_opset
 
     return tensorrt_opset(target)
+
+
+LLM_ROLES = {LAYOUT.genai_dir: "onnxruntime-genai folder (og.Model(folder)): deploy this",
+             LAYOUT.edge_llm_dir: "TensorRT Edge-LLM inputs: export on a CUDA host, then build_on_device.sh on the Jetson",
+             LAYOUT.llama_cpp_dir: "llama.cpp with CUDA: the GGUF as given, build_on_device.sh on the Jetson"}
+
+
+def llm_package_files(manifest) -> list[tuple[str, str]]:
+    """(name, role) of an LLM build's deployable folder, as its manifest lists it (hashes checked)."""
+    folder = (manifest.deployable or "").rstrip("/")
+    role = LLM_ROLES.get(folder, "LLM deployable")
+    return [(a["path"], role) for a in manifest.artifacts if str(a["path"]).startswith(folder + "/")]

@@ -25,6 +25,15 @@ def bench_command(build_dir, duration, batch, as_json):
     if as_json:
         emit_json(doc)
         return
+    if doc.get("kind") == "causal-lm":  # an LLM build: tokens, not inferences
+        tok = doc["token_latency_ms"]
+        click.echo(f"{doc['model']} ({doc['backend']}, threads {doc['threads']}, {doc['prompt_tokens']}-token prompt, "
+                   f"{doc['new_tokens']} new tokens, {doc['runs']} runs)")
+        click.echo(f"  TTFT {doc['ttft_ms']:.1f} ms  decode {doc['decode_tokens_per_s']:.1f} tok/s  per token p50 "
+                   f"{tok['p50']:.2f} ms  p90 {tok['p90']:.2f}  p99 {tok['p99']:.2f}")
+        click.echo(f"  peak RSS {doc['peak_rss_mb']:.0f} MB ({doc['rss_before_load_mb']:.0f} MB before loading)  "
+                   f"model {doc['model_bytes'] / 2**20:.1f} MB")
+        return
     lat = doc.get("latency_ms") or doc.get("host_latency")
     click.echo(f"{doc['model']} ({doc['backend']}, batch {doc.get('batch', 1)}, threads {doc.get('threads', 1)})")
     click.echo(f"  median {lat['p50']} ms  p90 {lat['p90']}  p95 {lat['p95']}  p99 {lat['p99']}  mean {lat['mean']}  "

@@ -53,3 +53,33 @@ def speed(first_token_s: list[float], per_token_s: list[float]) -> dict:
             "decode_tokens_per_s": 1000 / timing.median(steps) if steps else None,
             "token_latency_ms": {"p50": timing.median(steps), "p90": timing.percentile(steps, 90),
                                  "p99": timing.percentile(steps, 99)} if steps else None}
+
+
+def normalize_answer(text: str) -> str:
+    """The answer part of a generation, compared as SQuAD-style exact match does after its own
+    normalisation: the first non-empty line, case-folded, whitespace collapsed, trailing
+    punctuation and surrounding quotes dropped (a model continues after its answer; the first line
+    is what a task prompt asks for)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    first = " ".join(lines[0].split()).casefold() if lines else ""
+    return first.strip("\"'`").rstrip(".!?,;:").strip()
+
+
+def exact_match(predictions: list[str], answers: list[str]) -> float:
+    """Share of predictions whose normalized answer equals the normalized reference answer."""
+    if not answers:
+        return 0.0
+    return sum(normalize_answer(p) == normalize_answer(a) for p, a in zip(predictions, answers)) / len(answers)
+
+
+def task_scores(fp32_predictions: list[str], predictions: list[str], answers: list[str], prompts: list[str],
+                user_metric=None, metric_name: str | None = None) -> dict:
+    """The task metric of FP32 and of the deployed model, and its drop: exact match, or the user's
+    `--metric` function(predictions, answers, prompts) -> float, higher is better."""
+    if user_metric is None:
+        ref, cand, name = exact_match(fp32_predictions, answers), exact_match(predictions, answers), "exact_match"
+    else:
+        ref, cand, name = user_metric(fp32_predictions, answers, prompts), user_metric(predictions, answers, prompts), metric_name
+    return {"metric": name, "tasks": len(answers), "fp32": ref, "value": cand, "drop": ref - cand,
+            "examples": [{"prompt": p, "answer": a, "fp32": f, "deployed": d}
+                         for p, a, f, d in list(zip(prompts, answers, fp32_predictions, predictions))[:3]]}

@@ -66,7 +66,8 @@ def document(result: dict, samples: dict | None = None) -> dict[str, Any]:
             "metrics": {p: {k: metrics[p].get(k) for k in keep} for p in ("fp32", "int8")},
             "samples_ms": {p: samples[p] for p in ("fp32", "int8") if p in samples},
             "gates": result.get("gates", []), "quantization": result.get("quantization"),
-            "environment": environment(samples.get("threads"))}
+            "llm": comparing.llm_part(metrics.get("llm")),  # decoder-only LLM builds (issue 18)
+            "environment": environment(samples.get("threads") or (metrics.get("llm") or {}).get("threads"))}
 
 
 def save(result: dict, path: str | Path) -> Path:

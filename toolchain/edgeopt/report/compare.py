@@ -129,6 +129,7 @@ def compare(baseline: dict, current: dict, *, latency_tolerance: float = LATENCY
             else:
                 row.update(delta=b - a, verdict=accuracy_verdict(b - a, accuracy_tolerance))
             rows.append(row)
+    rows += llm_rows(baseline.get("llm"), current.get("llm"), latency_tolerance, accuracy_tolerance)
     verdicts = [r["verdict"] for r in rows]
     overall = REGRESSED if REGRESSED in verdicts else IMPROVED if IMPROVED in verdicts else UNCHANGED
     return {"name": f"{current['model']} -> {current['target']}", "model": current["model"], "target": current["target"],
@@ -136,6 +137,49 @@ def compare(baseline: dict, current: dict, *, latency_tolerance: float = LATENCY
             "environment_warnings": environment_warnings(baseline.get("environment", {}), current.get("environment", {})),
             "tolerances": {"latency": latency_tolerance, "accuracy": accuracy_tolerance},
             "sensitivity": ((current.get("quantization") or {}).get("fallback") or {}).get("layers")}
+
+
+# --- decoder-only LLMs (issue 18): decode speed and TTFT as latency, perplexity and agreement as accuracy ---
+
+LLM_KEYS = ("perplexity_fp32", "perplexity", "perplexity_increase", "kl_mean", "agreement", "ttft_ms",
+            "decode_tokens_per_s", "token_latency_ms", "model_mb", "precision", "threads", "ttft_samples_ms",
+            "token_samples_ms")
+
+
+def llm_part(llm: dict | None) -> dict | None:
+    """What a baseline keeps of a build's `metrics.llm` (raw per-token times included)."""
+    return {k: llm.get(k) for k in LLM_KEYS} if llm else None
+
+
+def _speed_row(metric: str, a: dict, b: dict, samples: str, value: str, tolerance: float) -> dict:
+    row = {"metric": metric, "kind": "latency", "baseline": a.get(value), "current": b.get(value)}
+    if not (a.get(samples) and b.get(samples)):
+        return {**row, "verdict": "not judged", "reason": f"no raw {samples} in " + ("baseline" if not a.get(samples) else "current")}
+    stats = sample_ratio(a[samples], b[samples])  # current / baseline time: above 1 is slower (fewer tokens/s)
+    return {**row, **stats, "method": stats["method"] + " of per-token times (tokens/s is the inverse)",
+            "verdict": latency_verdict(stats["ratio"], stats["ci_low"], stats["ci_high"], tolerance)}
+
+
+def llm_rows(baseline: dict | None, current: dict | None, latency_tolerance: float, accuracy_tolerance: float) -> list[dict]:
+    """Verdicts on decode tokens/s and TTFT (ratio of raw times with a bootstrap CI, as latency),
+    on perplexity (relative change, higher is worse) and greedy agreement (difference, as accuracy)."""
+    if not baseline and not current:
+        return []
+    if not baseline or not current:
+        return [{"metric": "llm", "kind": "accuracy", "baseline": None, "current": None, "verdict": "not judged",
+                 "reason": "LLM metrics missing in " + ("baseline" if not baseline else "current")}]
+    rows = [_speed_row("decode_tokens_per_s", baseline, current, "token_samples_ms", "decode_tokens_per_s", latency_tolerance),
+            _speed_row("ttft_ms", baseline, current, "ttft_samples_ms", "ttft_ms", latency_tolerance)]
+    a, b = baseline.get("perplexity"), current.get("perplexity")
+    if a and b:
+        change = b / a - 1
+        rows.append({"metric": "perplexity", "kind": "accuracy", "baseline": a, "current": b, "delta": change,
+                     "verdict": accuracy_verdict(-change, accuracy_tolerance)})
+    a, b = baseline.get("agreement"), current.get("agreement")
+    if a is not None and b is not None:
+        rows.append({"metric": "greedy_agreement", "kind": "accuracy", "baseline": a, "current": b, "delta": b - a,
+                     "verdict": accuracy_verdict(b - a, accuracy_tolerance)})
+    return rows
 
 
 def report(comparisons: list[dict]) -> dict[str, Any]:

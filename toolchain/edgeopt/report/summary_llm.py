@@ -27,6 +27,18 @@ def render_llm(result: dict) -> str:
               f"tokens + runtime {fit['overhead_mb']:.0f} MB = {fit['need_mb']:.0f} MB of {fit['device_mb']:.0f} MB",
               f"  parity         export vs torch: max logit diff {llm['parity']['max_abs_logit_diff']:.2g}, greedy equal "
               f"{llm['parity']['greedy_equal']}"]
+    task = llm.get("task")
+    if task:
+        lines.append(f"  task           {task['metric']} over {task['tasks']} prompts: FP32 {task['fp32']:.4g}, "
+                     f"{llm['precision']} {task['value']:.4g} (drop {task['drop']:+.4g})")
+    device = llm.get("device")
+    if device:
+        mem = device["memory"]
+        lines.append(f"  device         {device['runtime']} at {device['precision']}: run {mem['run_mb']:.0f} MB (weights "
+                     f"{mem['weights_mb']:.0f} + KV {mem['kv_cache_mb']:.0f} at {mem['kv_capacity']} tokens + runtime "
+                     f"{mem['runtime_mb']}), engine build {mem['build_mb']:.0f} MB, of {mem['usable_mb']:.0f} MB usable; "
+                     f"host figures above are {'the same weights' if device['same_weights_as_host'] else 'a proxy'}")
+        lines.append(f"  engine         deferred: {result['engine'].get('reason')}")
     for row in llm["candidates"]:
         lines.append(f"  candidate      {row['precision']}: {row['mb']:.1f} MB, calibration perplexity "
                      f"{row['calib_perplexity']:.2f} ({row['calib_increase'] * 100:+.2f}%)")
@@ -35,6 +47,7 @@ def render_llm(result: dict) -> str:
     for gate in result["gates"]:
         verdict = {True: "pass", False: "FAIL", None: "not judged"}[gate["passed"]]
         lines.append(f"  gate           {gate['name']}: {_f(gate['value'], '.4g')} vs {gate['threshold']:.4g} -> {verdict}")
-    lines.append(f"  deployable     {result['artifacts']['deployable']} (og.Model(folder))")
+    opened = "(og.Model(folder))" if not device else f"(plan: {result['engine'].get('plan')})"
+    lines.append(f"  deployable     {result['artifacts']['deployable']} {opened}")
     lines += [f"  warning        {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
