@@ -116,10 +116,14 @@ def _files(entry: CacheEntry) -> str:
 
 def _link_entry(entry: CacheEntry, destination: Path) -> None:
     """The entry's files into the build folder: hard links (free, and the cache entry is never
-    written again), copies across file systems."""
+    written again), copies across file systems. ONNX external data is always copied: onnx refuses to
+    load a tensor file with more than one hard link (its guard against a hard-link attack)."""
     for name in entry.files:
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".onnx_data"):
+            shutil.copyfile(entry.path(name), target)
+            continue
         try:
             os.link(entry.path(name), target)
         except OSError:
