@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.build_dir import new_manifest, staged_directory, write_json_atomic
+from edgeopt.build_dir import new_manifest, write_json_atomic
+from edgeopt.output_dir import staged_directory
 from edgeopt.hashing import sha256_tree
 
 

@@ -19,14 +19,14 @@ def _step(name: str):
 
 def test_the_steps_are_declared_in_pipeline_order():
     assert LOAD.name == "load"
-    assert [step.name for step in STEPS] == ["prune", "export", "quantize", "compile", "validate", "unpruned"]
+    assert [step.name for step in STEPS] == ["prune", "export", "quantize", "calib_stats", "compile", "validate", "unpruned"]
 
 
 def test_the_replayed_example_serves_every_stage_from_the_cache(example_run, example_build):
     run, stages, result = example_run
     assert [(r.name, r.cached) for r in run.records] == [(name, True) for name in
-                                                          ("load", "export", "quantize", "compile", "validate")]
-    assert list(stages) == ["load", "export", "quantize", "compile", "validate"]  # prune, unpruned: skipped
+                                                          ("load", "export", "quantize", "calib_stats", "compile", "validate")]
+    assert list(stages) == ["load", "export", "quantize", "calib_stats", "compile", "validate"]  # prune, unpruned: skipped
     assert result.metrics == example_build["metrics"]  # the cached validate result, not a new measurement
 
 

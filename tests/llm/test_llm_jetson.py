@@ -110,3 +110,26 @@ def test_xavier_refuses_a_hugging_face_model_in_one_line(tiny_llama, texts, tmp_
                       "--out", str(tmp_path / "x"))
     assert_one_line(code, lines, 2, "TensorRT Edge-LLM needs a Jetson Orin", ".gguf")
     assert not (tmp_path / "x").exists()
+
+
+def test_llm_device_chooses_from_the_measured_candidates_and_the_gguf_bytes(tmp_path):
+    """llm_device.choose: Edge-LLM at the smallest precision whose calibration-split increase is
+    within the gate; a GGUF source goes to llama.cpp on its own bytes, refused when they cannot fit."""
+    from types import SimpleNamespace
+
+    from edgeopt import llm_device
+
+    facts, params = SMOLLM2_135M
+    hf = SimpleNamespace(kind="hf", path=tmp_path / "smollm2")
+    measured = [{"precision": "int4", "calib_increase": 0.08}, {"precision": "int8", "calib_increase": 0.004}]
+    choice = llm_device.choose(facts, params, NANO, 2048, measured, 0.01, hf, None)
+    assert choice["runtime"] == "tensorrt-edge-llm" and choice["precision"] == "int8_sq"
+    assert choice["same_weights_as_host"] is False  # the host's INT8 is a proxy for ModelOpt's SmoothQuant
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"\0" * 1024)
+    small = llm_device.choose(facts, params, NANO, 2048, measured, 0.01, SimpleNamespace(kind="gguf", path=gguf),
+                              {"requantized_matrices": 0})
+    assert small["runtime"] == "llama.cpp-cuda" and small["same_weights_as_host"] is True
+    tiny_device = NANO.model_copy(update={"device": NANO.device.model_copy(update={"memory_gb": 1.0})})
+    with pytest.raises(BadInput, match=r"m\.gguf: does not fit .* > 0 MB usable of 1024 MB"):
+        llm_device.choose(facts, params, tiny_device, 2048, measured, 0.01, SimpleNamespace(kind="gguf", path=gguf), None)

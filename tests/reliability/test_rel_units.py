@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from edgeopt import build_dir
+from edgeopt import build_dir, output_dir
 from edgeopt.package.archive import safe_extract
 from edgeopt.cache import StageCache, cache_clear, cache_info
 from edgeopt.errors import BadInput, EdgeoptError, ToolFailed, cause_text, user_line
@@ -137,7 +137,7 @@ def test_truncated_package(tmp_path):
 
 def test_disk_full_at_the_artifact_layer_keeps_the_previous_build(tmp_path, monkeypatch):
     out = tmp_path / "build"
-    with build_dir.staged_directory(out) as staging:
+    with output_dir.staged_directory(out) as staging:
         build_dir.write_json_atomic(staging / "manifest.json", build_dir.new_manifest({}))  # recognised as an edgeopt build
 
     def full(*args, **kwargs):
@@ -145,7 +145,7 @@ def test_disk_full_at_the_artifact_layer_keeps_the_previous_build(tmp_path, monk
 
     monkeypatch.setattr(build_dir.shutil, "copyfile", full)
     with pytest.raises(OSError) as caught:
-        with build_dir.staged_directory(out) as staging:
+        with output_dir.staged_directory(out) as staging:
             build_dir.place(tmp_path / "x", staging / "model.fp32.onnx")
     line, code = user_line(caught.value)
     assert code == 74 and "model.fp32.onnx" in line and "No space" in line

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from edgeopt import build_dir as layout_io
+from edgeopt.output_dir import staged_directory
 from edgeopt.build_dir import LAYOUT
 from edgeopt.hashing import sha256_json
 from edgeopt.results import Artifacts, BuildResult, ModelInfo, StageSummary, TargetInfo
@@ -56,7 +57,7 @@ def write_build(run, gates: list) -> BuildResult:
     out = Path(run.out).resolve()
     prune = prune_section(entries["prune"].result, entries["unpruned"].result if "unpruned" in entries else None) \
         if "prune" in entries else None
-    with layout_io.staged_directory(out, force=run.options.force) as staging:
+    with staged_directory(out, force=run.options.force) as staging:
         for entry in entries.values():
             for name in entry.files:
                 layout_io.place(entry.path(name), staging / name)

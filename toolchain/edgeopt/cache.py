@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt.hashing import sha256_file, sha256_json
+from edgeopt.output_dir import remove_stale
 
 ENTRY_FILE = "entry.json"
 ENTRY_SCHEMA = 1  # with "tool": "edgeopt": how `cache clear` tells our entries from a user's files
@@ -69,8 +70,6 @@ class StageCache:
     def new_workdir(self, stage: str) -> Path:
         """A fresh folder for a stage to write its outputs into before `store`. Its name carries
         our pid, so the next run removes it if this process is killed."""
-        from edgeopt.build_dir import remove_stale
-
         base = self.root if self.enabled else Path(tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
         remove_stale(base, ".work-")
@@ -174,8 +173,6 @@ def cache_clear(root: Path | None = None, max_size: int | None = None) -> dict:
     """Remove entries (oldest first) until the cache holds at most `max_size` bytes (None: all),
     and stale `.work-*` folders of dead processes. Each entry goes by one rename out of the way, so
     a reader sees a whole entry or none."""
-    from edgeopt.build_dir import remove_stale
-
     root = Path(root) if root else default_cache_dir()
     remove_stale(root, ".work-")
     entries = sorted(_entries(root), key=lambda e: e[2])

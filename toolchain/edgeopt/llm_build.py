@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from edgeopt import host, targets
-from edgeopt.build_dir import LAYOUT, check_output_locations, describe_artifact, new_manifest, staged_directory
+from edgeopt.build_dir import LAYOUT, describe_artifact, new_manifest
+from edgeopt.output_dir import check_output_locations, staged_directory
 from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.errors import BadInput
 from edgeopt.hashing import sha256_file, sha256_json, sha256_tree

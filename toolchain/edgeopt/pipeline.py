@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeopt import host, llm_build, targets
 from edgeopt.assemble import default_out, write_build
 from edgeopt.backends import backend_for
-from edgeopt.build_dir import check_output_locations
+from edgeopt.output_dir import check_output_locations
 from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.contained import contained
 from edgeopt.data import ReaderOptions
