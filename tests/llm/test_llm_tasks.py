@@ -32,7 +32,7 @@ def test_task_scores_with_and_without_a_user_metric():
 def test_readers_refuse_broken_and_mixed_jsonl(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "answer": "b"}\nnot json\n')
-    with pytest.raises(BadInput, match=r"bad.jsonl:2: not a JSON object"):
+    with pytest.raises(BadInput, match=r"bad.jsonl:2: not valid JSON"):
         read_tasks(bad)
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text('{"prompt": "a", "answer": "b"}\n{"text": "plain"}\n')
@@ -84,3 +84,16 @@ def test_metric_without_tasks_is_refused_in_one_line(tiny_llama, texts, tmp_path
     code, lines = run("build", str(tiny_llama), "--calib", str(calib), "--eval", str(evaluation), "--metric", "m.py:f",
                       "--out", str(tmp_path / "x"))
     assert_one_line(code, lines, 2, "--metric m.py:f", "prompt", "answer")
+
+
+def test_llm_texts_are_read_within_the_text_bounds(tmp_path):
+    """Calibration/eval texts go through safe_io like every text input: a single 2 MB line is refused
+    after 1 MB is read, and bytes that are not UTF-8 are one line naming the file."""
+    long = tmp_path / "long.txt"
+    long.write_bytes(b"a" * (2 << 20))
+    with pytest.raises(BadInput, match=r"long.txt: line 1 of the LLM texts is longer than 1024 KB"):
+        read_texts(long)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b'{"text": "\xff\xfe"}\n')
+    with pytest.raises(BadInput, match=r"binary.jsonl"):
+        read_texts(binary)

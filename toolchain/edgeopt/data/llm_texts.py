@@ -3,25 +3,14 @@ per line, or `.jsonl`), and `.jsonl` tasks (`prompt` + `answer`) for an exact-ma
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from edgeopt.data.text import jsonl_objects, text_lines
 from edgeopt.errors import BadInput
 
 
 def _rows(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{path}:{number}: not a JSON object ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BadInput(f"{path}:{number}: not a JSON object")
-        rows.append(row)
-    return rows
+    return [row for _, row in jsonl_objects(path, "the LLM texts")]
 
 
 def read_texts(path: Path | None) -> list[str]:
@@ -33,7 +22,7 @@ def read_texts(path: Path | None) -> list[str]:
         raise BadInput(f"{path}: text file not found")
     if str(path).endswith(".jsonl"):
         return [str(r.get("text") or (str(r.get("prompt", "")) + str(r.get("answer", "")))) for r in _rows(Path(path))]
-    return [line for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    return [line for line in text_lines(Path(path), "the LLM texts") if line.strip()]
 
 
 def read_tasks(path: Path | None) -> list[dict]:

@@ -57,27 +57,36 @@ def _tokenizer(folder: str, trust_remote_code: bool):
         raise BadInput(f"{folder}: cannot load the tokenizer ({first})") from None
 
 
-def _lines(path: Path) -> list[str]:
+def text_lines(path: Path, what: str = "the text data") -> list[str]:
     """Lines of a regular UTF-8 file, each bounded (a 50 MB single line is refused, not allocated)."""
     from edgeopt.safe_io import read_lines
 
-    return list(read_lines(path, "the text data"))
+    return list(read_lines(path, what))
 
 
 def _read_txt(path: Path) -> list[str]:
-    return [line.strip() for line in _lines(path) if line.strip()]
+    return [line.strip() for line in text_lines(path) if line.strip()]
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], list | None]:
-    texts, labels, unlabeled = [], [], None
-    for number, line in enumerate(_lines(path), start=1):
+def jsonl_objects(path: Path, what: str = "the text data"):
+    """(line number, object) for each non-blank line of a .jsonl file, read within safe_io's bounds;
+    a line that is not JSON, or not an object, is bad input naming the line."""
+    for number, line in enumerate(text_lines(path, what), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BadInput(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        if not isinstance(record, dict):
+            raise BadInput(f"{path}:{number}: not a JSON object")
+        yield number, record
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list | None]:
+    texts, labels, unlabeled = [], [], None
+    for number, record in jsonl_objects(path):
+        if not isinstance(record.get("text"), str):
             raise BadInput(f"{path}:{number}: expected an object with a string 'text'")
         texts.append(record["text"])
         if "label" in record:
