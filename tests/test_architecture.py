@@ -200,7 +200,7 @@ def named_modules(text: str) -> set[str]:
     return found
 
 
-def tested_modules() -> set[str]:
+def modules_tests_import() -> set[str]:
     """Every edgeopt module some test file imports (at any depth), and the packages holding them."""
     found = set()
     for path in TESTS.rglob("*.py"):
@@ -227,6 +227,6 @@ def test_the_page_names_real_modules():
 
 
 def test_every_module_the_architecture_page_names_has_a_test_importing_it():
-    named, tested = named_modules(DOC.read_text()), tested_modules()
+    named, tested = named_modules(DOC.read_text()), modules_tests_import()
     assert sorted(named - tested - set(UNTESTED)) == []
     assert sorted(set(UNTESTED) & tested) == []  # tested now: take it off UNTESTED

@@ -81,12 +81,18 @@ def test_silero_vad_stateful_speech_probability_and_state_are_both_validated(vad
     doc = _build(vad, target, tmp_path / target, budget="0.05")
     rows = {o["name"]: o for o in doc["metrics"]["outputs"]}
     fallback = doc["quantization"]["fallback"]
-    if target == "cpu":  # plain INT8 misses the budget on the speech decisions: the fallback floats layers by them
-        assert fallback["drop_after"] < fallback["drop_before"] and fallback["float_layers"]
+    if target == "cpu":  # plain INT8 misses the budget on the speech decisions: the fallback searches by them
+        assert fallback["trials"] >= 1 and fallback["layers"][0]["added_error"] > 0
+        # a float set is kept only when it lowers the drop and the output error beyond noise (issue 20):
+        # on 16 selection samples a drop one or two samples lower is not kept
+        assert fallback["drop_after"] < fallback["drop_before"] if fallback["float_layers"] else \
+            fallback["drop_after"] == fallback["drop_before"]
     assert rows["output"]["kind"] == "dense_map" and rows["state_out"]["kind"] == "state"
     assert rows["state_out"]["metric"] is None and rows["state_out"]["drop"] is None  # fidelity only
     assert rows["state_out"]["max_abs_error"] > 0 and -1 <= rows["state_out"]["cosine_mean"] <= 1
-    assert 0.6 < rows["output"]["candidate"] <= 1.0  # speech decisions agree with FP32's on most chunks
+    # speech decisions agree with FP32's on most chunks (0.56 on CPU since the fallback's noise rule keeps no
+    # float layer here; the 4 it kept before scored > 0.6: docs/BENCHMARKS.md, issue 20)
+    assert 0.5 < rows["output"]["candidate"] <= 1.0
     assert doc["gates"][0]["value"] == rows["output"]["drop"] and "'output'" in doc["gates"][0]["note"]
     if target == "jetson":
         assert "state_in:1x2x128" in doc["engine"]["trtexec"]
