@@ -45,8 +45,10 @@ def histogram_svg(title: str, calibration: list[int], field: list[int], width: i
             h = plot_h * value / top
             parts.append(f'<rect x="{left + i * bar:.1f}" y="{bottom - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                          f'fill="{render_html.COLORS[key]}" fill-opacity="0.55"/>')
-    parts.append(f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="11">share per bin over the '
-                 'calibrated range (first/last bar: outside it); blue calibration, orange field</text>')
+    parts.append(f'<text x="{width / 2}" y="{height - 18}" text-anchor="middle" font-size="11">share per bin over the '
+                 'calibrated range (first/last bar: outside it)</text>')
+    parts.append(f'<text x="{width / 2}" y="{height - 5}" text-anchor="middle" font-size="11">blue: calibration, '
+                 'orange: field</text>')
     return "".join(parts) + "</svg>"
 
 
