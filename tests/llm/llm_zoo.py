@@ -67,3 +67,21 @@ def texts(tmp_path_factory) -> tuple[Path, Path]:
     calib.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
     evaluation.write_text("\n".join(lines[len(lines) // 2:]) + "\n")
     return calib, evaluation
+
+
+def lora_adapter(tiny_llama: Path, root: Path):
+    """(root/adapter, the PEFT model): a LoRA adapter (random, non-zero) on a copy of the tiny Llama
+    at root/base, its base_model_name_or_path the local folder beside it, as a user's fine-tune is."""
+    import json
+    import shutil
+
+    import peft
+    import transformers
+
+    shutil.copytree(tiny_llama, root / "base")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(root / "base"))
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(str(root / "adapter"))
+    config = root / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": "../base"}))
+    return root / "adapter", lora

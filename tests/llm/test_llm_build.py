@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from llm_zoo import debian_text, make_model, texts, tiny_llama, tiny_qwen2  # noqa: F401 - fixtures
+from llm_zoo import debian_text, lora_adapter, make_model, texts, tiny_llama, tiny_qwen2  # noqa: F401 - fixtures
 
 from edgeopt.errors import BadInput
 from edgeopt.llm_build import memory_fit
@@ -46,18 +46,12 @@ def test_old_advice_is_gone(tiny_llama):
 
 
 def test_lora_adapter_is_merged_from_a_local_base(tiny_llama, tmp_path):
-    import peft
     import torch
     import transformers
 
     root = tmp_path / "proj"
-    shutil.copytree(tiny_llama, root / "base")
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(root / "base"))
-    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(str(root / "adapter"))
-    adapter_config = root / "adapter" / "adapter_config.json"
-    adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()), "base_model_name_or_path": "../base"}))
-    source = causal_lm.resolve(str(root / "adapter"))
+    adapter, lora = lora_adapter(tiny_llama, root)
+    source = causal_lm.resolve(str(adapter))
     assert source.kind == "lora" and source.base == (root / "base").resolve()
     merged = causal_lm.float_folder(source, tmp_path / "work")
     ids = torch.tensor([[5, 6, 7, 8]])
@@ -65,6 +59,7 @@ def test_lora_adapter_is_merged_from_a_local_base(tiny_llama, tmp_path):
         expected = lora(ids).logits
         got = transformers.AutoModelForCausalLM.from_pretrained(str(merged))(ids).logits
     assert torch.allclose(expected, got, atol=1e-4)
+    adapter_config = adapter / "adapter_config.json"
     adapter_config.write_text(json.dumps({**json.loads(adapter_config.read_text()), "base_model_name_or_path": "/elsewhere"}))
     with pytest.raises(BadInput, match="nothing is downloaded"):
         causal_lm.resolve(str(root / "adapter"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from llm_zoo import texts, tiny_llama  # noqa: F401 - fixtures
+from llm_zoo import lora_adapter, texts, tiny_llama  # noqa: F401 - fixtures
 
 
 def _build(model, calib, evaluation, out, cache, *extra):
@@ -59,19 +59,9 @@ def test_no_cache_writes_nothing_to_the_cache(tiny_llama, texts, tmp_path):
 
 
 def test_lora_adapter_builds_end_to_end_and_its_merge_is_cached(tiny_llama, texts, tmp_path):
-    import json
-
-    import peft
-    import transformers
-
     calib, evaluation = texts
     root = tmp_path / "proj"
-    shutil.copytree(tiny_llama, root / "base")
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(root / "base"))
-    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(str(root / "adapter"))
-    config = root / "adapter" / "adapter_config.json"
-    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": "../base"}))
+    lora_adapter(tiny_llama, root)
     cache = tmp_path / "cache"
     first, document = _build(root / "adapter", calib, evaluation, tmp_path / "a", cache)
     assert first["llm_load"] is False and document["metrics"]["llm"]["source_kind"] == "lora"

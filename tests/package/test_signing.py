@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from helpers.packages import extract
 from helpers.cli_lines import assert_one_line, run
 
 from edgeopt.package.bundle import checksums_text, package
@@ -33,12 +34,6 @@ def signed(jetson_build, keys, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unsigned(jetson_build, tmp_path_factory) -> Path:
     return package(Path(jetson_build["build_dir"]), tmp_path_factory.mktemp("unsigned")).path
-
-
-def _extract(archive: Path, dest: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return next(dest.iterdir())
 
 
 def _flip(path: Path, at: float = 0.5) -> None:
@@ -102,7 +97,7 @@ def test_every_untrusted_package_is_refused_with_the_reason(case, signed, unsign
     if isinstance(case, str):
         target, expected = (unsigned, "unsigned package") if case == "unsigned" else (signed, "signed by another key")
     else:
-        target = _extract(signed, tmp_path / "x")
+        target = extract(signed, tmp_path / "x")
         expected = case(target)
     result = run_cli("verify", str(target), "--key", str(key))
     assert result.exit_code == 1, result.stdout
@@ -125,7 +120,7 @@ def _device(folder: Path, tmp_path: Path, *args: str, **env: str) -> subprocess.
 def test_run_on_device_verifies_with_the_system_openssl(signed, unsigned, keys, tmp_path):
     version = subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout
     assert version.startswith("OpenSSL"), version
-    good = _extract(signed, tmp_path / "good")
+    good = extract(signed, tmp_path / "good")
     ran = _device(good, tmp_path, "--key", str(keys[0].public), "doctor")
     assert ran.returncode == 0 and ran.stdout.strip() == "runner started: -B run_on_device.py doctor", ran.stderr
     by_env = _device(good, tmp_path, EDGEOPT_PUBKEY=str(keys[0].public))
@@ -133,12 +128,12 @@ def test_run_on_device_verifies_with_the_system_openssl(signed, unsigned, keys, 
     no_key = _device(good, tmp_path)  # no key configured: runs, and says the signature was not checked
     assert no_key.returncode == 0 and "signature not checked" in no_key.stderr
 
-    refused = {"unsigned": (_extract(unsigned, tmp_path / "u"), keys[0].public, "this package is unsigned"),
+    refused = {"unsigned": (extract(unsigned, tmp_path / "u"), keys[0].public, "this package is unsigned"),
                "other key": (good, keys[1].public, "does not verify with")}
     for tamper in (_file, _sums, _signature, _provenance):
-        refused[tamper.__name__] = (_extract(signed, tmp_path / tamper.__name__), keys[0].public, "")
+        refused[tamper.__name__] = (extract(signed, tmp_path / tamper.__name__), keys[0].public, "")
         tamper(refused[tamper.__name__][0])
-    added = _extract(signed, tmp_path / "added")
+    added = extract(signed, tmp_path / "added")
     (added / "numpy.py").write_text("raise SystemExit('not numpy')\n")
     refused["added numpy.py"] = (added, keys[0].public, "numpy.py is not in SHA256SUMS")
     for case, (folder, key, reason) in refused.items():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from helpers.packages import extract
 
 from edgeopt.backends.tensorrt.api import DeviceInfo
 from edgeopt.backends.tensorrt.builder import EngineBuilder
@@ -22,12 +23,6 @@ from edgeopt.package.bundle import checksums_text, package
 @pytest.fixture(scope="module")
 def gpu_package(jetson_build, tmp_path_factory) -> Path:
     return package(Path(jetson_build["build_dir"]), tmp_path_factory.mktemp("dist")).path
-
-
-def _extract(archive: Path, dest: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return next(dest.iterdir())
 
 
 def test_an_intact_package_verifies(gpu_package):
@@ -75,7 +70,7 @@ def _resum(root: Path) -> None:
 
 
 def test_a_provenance_that_does_not_name_the_shipped_files_is_refused(gpu_package, tmp_path):
-    root = _extract(gpu_package, tmp_path / "x")
+    root = extract(gpu_package, tmp_path / "x")
     _flip_byte(root)
     files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
     (root / "SHA256SUMS").write_text(checksums_text(files))  # SHA256SUMS redone, the provenance not
@@ -113,7 +108,7 @@ def _add_beside(root: Path) -> str:
 @pytest.mark.parametrize("tamper", [_flip_byte, _add, _add_beside, _remove, _remove_sums, _bad_package_json,
                                     _bad_manifest, _manifest_disagrees])
 def test_every_tamper_exits_1_naming_the_file(tamper, gpu_package, tmp_path):
-    root = _extract(gpu_package, tmp_path / "x")
+    root = extract(gpu_package, tmp_path / "x")
     expected = tamper(root)
     # as an extracted folder and re-archived as a .tar.gz
     repacked = tmp_path / "repacked.tar.gz"
@@ -176,7 +171,7 @@ def test_device_check_of_a_cpu_package_uses_the_hosts_architecture(example_build
     packaged = package(Path(example_build["build_dir"]), tmp_path / "dist").path
     here = verify(packaged, device=True)
     assert here.ok and here.device["checked"] and here.device["target"] == example_build["target"]["name"]
-    root = _extract(packaged, tmp_path / "x")
+    root = extract(packaged, tmp_path / "x")
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["target"]["device"]["arch"] = "riscv64"  # a package for another CPU, checksums redone
     (root / "manifest.json").write_text(json.dumps(manifest))
