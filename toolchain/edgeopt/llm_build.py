@@ -11,13 +11,11 @@ increase stays under the gate), the eval texts then judge it; the two never mix.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 from edgeopt import host, targets
-from edgeopt.build_dir import LAYOUT, describe_artifact, new_manifest
+from edgeopt.build_dir import LAYOUT, describe_artifact, new_manifest, place
 from edgeopt.output_dir import check_output_locations, staged_directory
 from edgeopt.cache import CacheEntry, StageCache, cache_key
 from edgeopt.errors import BadInput
@@ -74,7 +72,7 @@ def build(options, progress=None) -> BuildResult:
             return _build(options, target, source, out, staging, calib, evaluation or calib, stages,
                           eval_is_calib=not evaluation, tasks=(tasks, user_metric))
     finally:
-        cache.cleanup()  # --no-cache: this run's scratch folders (the build folder holds links or copies)
+        cache.cleanup()  # --no-cache: this run's scratch folders (the build folder holds copies)
 
 
 class _Stages:
@@ -116,19 +114,10 @@ def _files(entry: CacheEntry) -> str:
 
 
 def _link_entry(entry: CacheEntry, destination: Path) -> None:
-    """The entry's files into the build folder: hard links (free, and the cache entry is never
-    written again), copies across file systems. ONNX external data is always copied: onnx refuses to
-    load a tensor file with more than one hard link (its guard against a hard-link attack)."""
+    """The entry's files into the build folder as copies (build_dir.place: an edit of the build
+    folder must never reach the cache)."""
     for name in entry.files:
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if name.endswith(".onnx_data"):
-            shutil.copyfile(entry.path(name), target)
-            continue
-        try:
-            os.link(entry.path(name), target)
-        except OSError:
-            shutil.copyfile(entry.path(name), target)
+        place(entry.path(name), destination / name)
 
 
 def _build(options, target, source, out, staging, calib, evaluation, stages, eval_is_calib, tasks) -> BuildResult:
