@@ -44,6 +44,18 @@ class BuildData:
 EXTRA_SHARE = 0.25  # of the calibration sample, at most, from the other --calib sources (field samples)
 
 
+def reader_of_build(manifest: dict, spec: ModelSpec) -> ReaderOptions:
+    """How a build read its data, from its manifest: texts for a Hugging Face model are tokenized as
+    the build did (the folder's own tokenizer, padded to the exported sequence length), so packaged
+    evaluation data and field data hash and tokenize alike."""
+    if manifest["model"].get("kind") != "huggingface":
+        return ReaderOptions()
+    from edgeopt.models.huggingface import check_folder  # transformers' tokenizer folder checks: HF builds only
+
+    layout = check_folder(Path(manifest["model"]["source"]))
+    return ReaderOptions(tokenizer=layout.model_dir, seq_len=spec.inputs[0].shape[1])
+
+
 def load_build_data(calib_path: Path, eval_path: Path | None, spec: ModelSpec, reader: ReaderOptions,
                     samples: int, seed: int, extra: tuple[Path, ...] = ()) -> BuildData:
     calibration = load_dataset(calib_path, spec, "calibration", reader)

@@ -94,9 +94,9 @@ def read_field(build: Build, path: Path) -> Dataset | dict:
     if path.is_dir() and any(path.glob("*.np[yz]")) and not any(p.is_dir() for p in path.iterdir()):
         return captured(path, build.spec)
     from edgeopt.data import load_dataset
-    from edgeopt.package.bundle import _reader  # the one rule for tokenizing as the build did
+    from edgeopt.data.build_data import reader_of_build
 
-    return load_dataset(path, build.spec, "field", _reader(build.manifest, build.spec))
+    return load_dataset(path, build.spec, "field", reader_of_build(build.manifest, build.spec))
 
 
 def captured(folder: Path, spec: ModelSpec) -> Dataset:

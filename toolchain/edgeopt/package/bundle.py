@@ -107,6 +107,7 @@ def evaluation_files(build_dir: Path, manifest: dict, eval_path: Path | None) ->
     on the device against numbers computed here. Data: `eval_path`, else the build's own."""
     from edgeopt.backends.onnxruntime import session as runtime
     from edgeopt.data import load_dataset
+    from edgeopt.data.build_data import reader_of_build
     from edgeopt.models.spec import ModelSpec
 
     recorded = (manifest.get("data") or {}).get("evaluation") or (manifest.get("data") or {}).get("calibration")
@@ -114,7 +115,7 @@ def evaluation_files(build_dir: Path, manifest: dict, eval_path: Path | None) ->
     if path is None:
         raise BadInput(f"{build_dir / LAYOUT.manifest}: no evaluation data recorded; pass --eval DATA")
     spec = ModelSpec.model_validate(manifest["model"]["spec"])
-    data = load_dataset(path, spec, "evaluation", _reader(manifest, spec))
+    data = load_dataset(path, spec, "evaluation", reader_of_build(manifest, spec))
     if eval_path is None and "evaluation" in (manifest.get("data") or {}) and data.sha256 != recorded["sha256"]:
         raise BadInput(f"{path}: the evaluation data changed since the build (sha256 differs from "
                        f"{LAYOUT.manifest}); pass --eval DATA")
@@ -126,19 +127,6 @@ def evaluation_files(build_dir: Path, manifest: dict, eval_path: Path | None) ->
     if data.labels is not None:
         inputs["labels"] = data.labels
     return {LAYOUT.eval_inputs: npz_bytes(inputs), LAYOUT.eval_fp32_outputs: npz_bytes(outputs)}
-
-
-def _reader(manifest: dict, spec):
-    """Texts for a Hugging Face model are tokenized as the build did: the folder's own tokenizer,
-    padded to the sequence length the model was exported with (the recorded hash then agrees)."""
-    from edgeopt.data import ReaderOptions
-
-    if manifest["model"].get("kind") != "huggingface":
-        return ReaderOptions()
-    from edgeopt.models.huggingface import check_folder
-
-    layout = check_folder(Path(manifest["model"]["source"]))
-    return ReaderOptions(tokenizer=layout.model_dir, seq_len=spec.inputs[0].shape[1])
 
 
 def device_runner(manifest: dict) -> bytes:
