@@ -91,6 +91,12 @@ def test_package_and_verify_an_llm_build(tiny_llama, texts, tmp_path, target, fo
     assert deployable <= names and "manifest.json" in names and "SHA256SUMS" in names
     verified = run_cli("verify", path, "--json")
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"], verified.stdout
+    from edgeopt.hashing import sha256_file
+
+    shown = json.loads(run_cli("verify", path, "--show", "--json").stdout)["provenance"]
+    deps = {d["name"]: d.get("digest", {}).get("sha256") for d in shown["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["calibration data"] == sha256_file(calib) and deps["evaluation data"] == sha256_file(evaluation)
+    assert deps["target profile"]  # the profile as built, by hash
     extracted = tmp_path / "x"
     with tarfile.open(path) as archive:
         archive.extractall(extracted, filter="data")

@@ -227,7 +227,8 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
     metrics["gates"] = {g.name: {"threshold": g.threshold, "value": g.value, "passed": g.passed} for g in gates}
     (staging / LAYOUT.metrics).write_text(json.dumps({"llm": metrics}, indent=2, default=str) + "\n")
     rel = lambda p: str(out / Path(p).relative_to(staging))  # noqa: E731 - paths as they will be after the rename
-    _write_manifest(staging, out, source, target, stages, gates, engine, deployable, metrics)
+    data = _data_uses(options, calib, evaluation, eval_is_calib)
+    _write_manifest(staging, out, source, target, stages, gates, engine, deployable, metrics, data)
     return BuildResult(
         status="ok" if all(g.passed for g in gates) else "gate_failed",
         model=ModelInfo(name=source.name, source=str(source.path), sha256=_hash(source.path),
@@ -241,13 +242,27 @@ def _build(options, target, source, out, staging, calib, evaluation, stages, eva
         warnings=["no --eval texts: validation used the calibration texts"] if eval_is_calib else [])
 
 
-def _write_manifest(staging, out, source, target, stages, gates, engine, deployable: Path, metrics: dict) -> None:
+def _data_uses(options, calib: list[str], evaluation: list[str], eval_is_calib: bool) -> dict:
+    """The manifest's `data` block, as data/build_data.BuildData.uses writes it for other builds: which
+    text file did what, by hash (the package's provenance names them)."""
+    calib_use, eval_use = ["precision choice (calibration perplexity)"], ["reported metrics", "gates"]
+    uses = {"calibration": {"path": str(options.calib), "samples": len(calib), "sha256": sha256_file(options.calib),
+                            "used_for": calib_use + (eval_use if eval_is_calib else [])}}
+    if not eval_is_calib:
+        uses["evaluation"] = {"path": str(options.eval), "samples": len(evaluation), "sha256": sha256_file(options.eval),
+                              "used_for": eval_use}
+    return uses
+
+
+def _write_manifest(staging, out, source, target, stages, gates, engine, deployable: Path, metrics: dict,
+                    data: dict) -> None:
     """manifest.json with the keys `edgeopt package`/`verify` read (build_dir.Manifest): the target as
     built, every file of the deployable folder (and metrics.json) with its sha256, gates, engine."""
     files = sorted(p for p in deployable.rglob("*") if p.is_file()) + [staging / LAYOUT.metrics]
     manifest = {**new_manifest(), "kind": "causal-lm",
                 "model": {"name": source.name, "source": str(source.path), "kind": source.kind, "sha256": _hash(source.path)},
-                "target": target.model_dump(mode="json"), "stages": [s.model_dump() for s in stages.records],
+                "target": {**target.model_dump(mode="json"), "sha256": target.sha256()}, "data": data,
+                "stages": [s.model_dump() for s in stages.records],
                 "artifacts": [describe_artifact(p, staging) for p in files],
                 "gates": [g.model_dump(mode="json") for g in gates],
                 "engine": engine.model_copy(update={"plan": engine.plan and str(Path(engine.plan).relative_to(out))}).model_dump(mode="json"),
