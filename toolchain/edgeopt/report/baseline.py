@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeopt.build_dir import LAYOUT, Manifest, read_manifest, write_json_atomic
+from edgeopt.build_dir import LAYOUT, Manifest, read_manifest, typed_manifest, write_json_atomic
 from edgeopt.errors import BadInput
 from edgeopt.report import compare as comparing
 from edgeopt.report import gates as judging
@@ -98,15 +98,11 @@ def _stage_result(manifest: Manifest, name: str) -> dict | None:
     return next((stage.get("result") for stage in manifest.stages if stage.get("name") == name), None)
 
 
-def _manifest(folder: Path) -> Manifest:
-    return Manifest.of(read_manifest(folder))
-
-
 def device_document(folder: Path) -> dict[str, Any]:
     """The baseline document of a build folder that run_on_device.py built, validated and timed on
     the device (device_results.json): the engine's accuracy and host latency under int8."""
     results = json.loads((folder / LAYOUT.device_results).read_text())
-    manifest = _manifest(folder)
+    manifest = typed_manifest(folder, read_manifest(folder))
     accuracy, timing = results["accuracy"], results["timing"]
     host = timing["host_latency"]
     latency = {"p50": host["median"], **{k: host[k] for k in ("p90", "p95", "p99", "mean", "min", "max") if k in host}}
@@ -125,7 +121,7 @@ def build_document(folder: Path) -> dict[str, Any]:
     metrics.json, latency.json's raw samples when present): what its `--json` output would give."""
     from edgeopt.safe_io import read_json
 
-    manifest = _manifest(folder)
+    manifest = typed_manifest(folder, read_manifest(folder))
     metrics = read_json(folder / LAYOUT.metrics, what="metrics file", expect=dict)
     if not isinstance(metrics.get("fp32"), dict) or not isinstance(metrics.get("int8"), dict):
         raise BadInput(f"{folder / LAYOUT.metrics}: no fp32 and int8 metrics (is this an edgeopt build?)")
